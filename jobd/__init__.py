@@ -1,0 +1,27 @@
+"""jobd: background jobs for async Python, on Redis.
+
+Only the light parts are imported here, because `import jobd.client` runs this file first: the producer must
+not pay for (or need) the worker's dependencies.
+"""
+
+from jobd.context import JobContext, current_job
+from jobd.errors import (
+    ConfigError,
+    JobAborted,
+    JobdError,
+    JobFailed,
+    Retry,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "JobAborted",
+    "JobContext",
+    "JobFailed",
+    "JobdError",
+    "Retry",
+    "__version__",
+    "current_job",
+]

@@ -1,0 +1,102 @@
+"""The one error tree of jobd. Every message names its culprit (file, key path, function or job id).
+
+    JobdError
+    ├── ConfigError            invalid configuration; carries every problem found (CLI exit 78)
+    ├── ImportPathError        a `module:attr` path that cannot be imported or is not callable
+    ├── RedisUnavailable       Redis cannot be reached (worker retries; producer sees it)
+    ├── RedisAuthError         wrong password, missing password or ACL denial (CLI exit 78)
+    ├── SerializationError     (also a TypeError) arguments or a result that JSON cannot carry
+    │   └── PayloadTooLarge    an encoded payload above the configured byte limit
+    ├── PayloadError           a stored payload that cannot be decoded
+    ├── InvalidJobOption       a bad enqueue option (job id, queue name, priority, delay …)
+    ├── UnknownFunction        strict enqueue of a name that no live worker registers
+    ├── JobNotFound            (also a LookupError) a job id that Redis does not hold (any more)
+    ├── JobFailed              job.result() of a job that failed; carries remote type, message, traceback
+    └── JobAborted             job.result() of a job that was aborted
+
+`Retry` is not an error of jobd: a job raises it to ask for another try.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class JobdError(Exception):
+    """Base class of every error jobd raises on purpose."""
+
+
+class ConfigError(JobdError):
+    """The configuration is invalid. `problems` lists every problem, each naming file and key path."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+    def __str__(self) -> str:
+        count = len(self.problems)
+        head = "1 configuration error" if count == 1 else f"{count} configuration errors"
+        return head + ":\n" + "\n".join(f"  - {problem}" for problem in self.problems)
+
+
+class ImportPathError(JobdError):
+    """A `module:attribute` path that cannot be imported, or does not name a usable callable."""
+
+
+class RedisUnavailable(JobdError):
+    """Redis could not be reached."""
+
+
+class RedisAuthError(JobdError):
+    """Redis refused the credentials (wrong password, missing password, ACL denial)."""
+
+
+class SerializationError(JobdError, TypeError):
+    """Arguments or a result that the serializer cannot encode; the message names the path."""
+
+
+class PayloadTooLarge(SerializationError):
+    """An encoded payload larger than the configured limit."""
+
+
+class PayloadError(JobdError):
+    """A stored payload that cannot be decoded; the message says why."""
+
+
+class InvalidJobOption(JobdError, ValueError):
+    """An enqueue option that jobd cannot accept (job id, queue name, priority, delay …)."""
+
+
+class UnknownFunction(JobdError):
+    """A strict enqueue named a function that no live worker registers."""
+
+
+class JobNotFound(JobdError, LookupError):
+    """The job does not exist: never enqueued, expired, or its result is no longer kept."""
+
+
+class JobFailed(JobdError):
+    """The job failed for good. Carries the remote error's type name, message and traceback."""
+
+    def __init__(self, job_id: str, error_type: str, message: str, traceback: str = "") -> None:
+        self.job_id = job_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"job {job_id} failed: {error_type}: {message}")
+
+
+class JobAborted(JobdError):
+    """The job was aborted before it could finish."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} was aborted")
+
+
+class Retry(Exception):  # noqa: N818 - a request, not an error
+    """Raise inside a job to ask for another try after `delay` seconds (None: the configured backoff)."""
+
+    def __init__(self, delay: float | None = None) -> None:
+        self.delay = delay
+        super().__init__(f"retry requested (delay={delay})")

@@ -1,0 +1,99 @@
+"""The Redis key schema. Every key of one queue shares the hash tag `{<queue>}` so the queue lives in
+one Redis Cluster slot and each Lua script touches a single slot.
+
+    <prefix>:{<queue>}:queued       ZSET  job id -> ordering score (priority, then enqueue order)
+    <prefix>:{<queue>}:scheduled    ZSET  job id -> due time (ms, Redis clock): deferred jobs and retries
+    <prefix>:{<queue>}:running      ZSET  job id -> start time (ms)
+    <prefix>:{<queue>}:dead         ZSET  job id -> time it was dead-lettered (ms)
+    <prefix>:{<queue>}:workers      ZSET  worker id -> heartbeat expiry (ms): the lease of all its jobs
+    <prefix>:{<queue>}:owned:<wid>  SET   ids of the jobs worker <wid> runs from this queue
+    <prefix>:{<queue>}:claim:<wid>  STR   the last claim of worker <wid>, so a replayed claim is harmless
+    <prefix>:{<queue>}:seq          STR   enqueue counter (FIFO order within a priority)
+    <prefix>:{<queue>}:wake         LIST  a marker that wakes one idle worker blocked on it
+    <prefix>:{<queue>}:activity     HASH  last time any worker touched the queue, and since when it has
+                                          been continuously touched (the reaper's grace after outages)
+    <prefix>:{<queue>}:job:<id>     HASH  the job: function, payload, state, tries, result or error
+    <prefix>:{<queue>}:done:<id>    LIST  pushed when the job ends, for clients waiting on its result
+    <prefix>:{<queue>}:aborts       pub/sub channel: ids of running jobs to cancel
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+"""What queue names and the key prefix may contain: no braces, so the hash tag stays the queue's."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The key names of one queue."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.queue}}}:"
+
+    @property
+    def queued(self) -> str:
+        return self.base + "queued"
+
+    @property
+    def scheduled(self) -> str:
+        return self.base + "scheduled"
+
+    @property
+    def running(self) -> str:
+        return self.base + "running"
+
+    @property
+    def dead(self) -> str:
+        return self.base + "dead"
+
+    @property
+    def workers(self) -> str:
+        return self.base + "workers"
+
+    @property
+    def seq(self) -> str:
+        return self.base + "seq"
+
+    @property
+    def wake(self) -> str:
+        return self.base + "wake"
+
+    @property
+    def activity(self) -> str:
+        return self.base + "activity"
+
+    @property
+    def aborts(self) -> str:
+        return self.base + "aborts"
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of job hashes; scripts that pop ids from a set append the id to it."""
+        return self.base + "job:"
+
+    @property
+    def done_prefix(self) -> str:
+        return self.base + "done:"
+
+    @property
+    def owned_prefix(self) -> str:
+        return self.base + "owned:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def done(self, job_id: str) -> str:
+        return self.done_prefix + job_id
+
+    def owned(self, worker_id: str) -> str:
+        return self.owned_prefix + worker_id
+
+    def claim(self, worker_id: str) -> str:
+        return self.base + "claim:" + worker_id

@@ -1,0 +1,166 @@
+"""What a job is, as producers see it: its status, its info, and the payload envelope in Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from jobd.errors import PayloadError
+from jobd.serializer import Serializer
+
+PAYLOAD_VERSION = 1
+"""Major version of the payload envelope; a worker refuses envelopes of a newer major version."""
+
+
+class JobStatus(StrEnum):
+    """Where a job stands."""
+
+    SCHEDULED = "scheduled"
+    """Deferred, or waiting for a retry."""
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """No tries left; the job is in the dead-letter set."""
+    ABORTED = "aborted"
+    NOT_FOUND = "not_found"
+    """Never existed, expired before it started, or its result is no longer kept."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.ABORTED, JobStatus.NOT_FOUND}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A job's last error: exception type name, message and traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobInfo:
+    """Everything stored about one job."""
+
+    id: str
+    function: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    status: JobStatus
+    tries: int
+    lost: int
+    max_tries: int | None
+    """None when the producer left it to the worker's configuration."""
+    enqueued_at: datetime | None
+    due_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime | None
+    result: Any
+    error: ErrorInfo | None
+
+
+def encode_payload(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """The stored envelope of a call's arguments."""
+    return serializer.dumps({"v": PAYLOAD_VERSION, "args": list(args), "kwargs": kwargs}, what="args")
+
+
+def decode_payload(serializer: Serializer, data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Arguments from a stored envelope; PayloadError says exactly what is wrong."""
+    envelope = serializer.loads(data, what="payload")
+    if not isinstance(envelope, dict):
+        raise PayloadError(f"payload is a JSON {type(envelope).__name__}, expected an object")
+    version = envelope.get("v")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise PayloadError("payload has no format version 'v'")
+    if version > PAYLOAD_VERSION:
+        raise PayloadError(
+            f"payload was written by a newer jobd (format {version}); "
+            f"this worker understands format {PAYLOAD_VERSION} and older"
+        )
+    args = envelope.get("args", [])
+    kwargs = envelope.get("kwargs", {})
+    if not isinstance(args, list):
+        raise PayloadError("payload 'args' is not a list")
+    if not isinstance(kwargs, dict):
+        raise PayloadError("payload 'kwargs' is not an object")
+    return tuple(args), kwargs
+
+
+def timestamp(value: bytes | str | None) -> datetime | None:
+    """A stored millisecond timestamp as an aware UTC datetime."""
+    if value is None or value == b"" or value == "":
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode() if value is not None else ""
+
+
+def _number(value: bytes | None) -> int | None:
+    return int(value) if value not in (None, b"") else None
+
+
+def job_info(job_id: str, fields: dict[bytes, bytes], serializer: Serializer) -> JobInfo:
+    """Build a JobInfo from the job hash (HGETALL). Undecodable parts are shown, not raised."""
+    payload = fields.get(b"payload", b"")
+    try:
+        args, kwargs = decode_payload(serializer, payload)
+    except PayloadError:
+        args, kwargs = (payload.decode(errors="replace"),), {}
+    result: Any = None
+    if b"result" in fields:
+        try:
+            result = serializer.loads(fields[b"result"], what="result")
+        except PayloadError:
+            result = fields[b"result"].decode(errors="replace")
+    return JobInfo(
+        id=job_id,
+        function=_text(fields.get(b"function")),
+        args=args,
+        kwargs=kwargs,
+        queue=_text(fields.get(b"queue")),
+        priority=_number(fields.get(b"priority")) or 0,
+        status=JobStatus(_text(fields.get(b"status")) or "not_found"),
+        tries=_number(fields.get(b"tries")) or 0,
+        lost=_number(fields.get(b"lost")) or 0,
+        max_tries=_number(fields.get(b"max_tries")),
+        enqueued_at=timestamp(fields.get(b"enqueued_at")),
+        due_at=timestamp(fields.get(b"due_at")),
+        started_at=timestamp(fields.get(b"started_at")),
+        finished_at=timestamp(fields.get(b"finished_at")),
+        expires_at=timestamp(fields.get(b"expires_at")),
+        result=result,
+        error=decode_error(fields.get(b"error")),
+    )
+
+
+def decode_error(data: bytes | None) -> ErrorInfo | None:
+    """The stored error JSON ({"type", "message", "traceback"}) as ErrorInfo."""
+    if not data:
+        return None
+    import json
+
+    try:
+        raw = json.loads(data)
+        return ErrorInfo(str(raw["type"]), str(raw["message"]), str(raw.get("traceback", "")))
+    except (ValueError, KeyError, TypeError):
+        return ErrorInfo("UnknownError", data.decode(errors="replace"))
+
+
+def encode_error(error: ErrorInfo) -> bytes:
+    import json
+
+    return json.dumps(
+        {"type": error.type, "message": error.message, "traceback": error.traceback}
+    ).encode()
