@@ -1,0 +1,104 @@
+"""The composition root of `jobd run`: uvloop, signal handlers, hooks, the worker, and the exit code.
+The only module that imports uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jobd.errors import ConfigError, RedisAuthError
+from jobd.registry import RegisteredFunction, build_registry, load_hooks
+from jobd.settings import Settings
+from jobd.worker import Shutdown, Worker
+
+logger = logging.getLogger("jobd.daemon")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 78
+
+
+def prepare(settings: Settings) -> tuple[Mapping[str, RegisteredFunction], Any]:
+    """Import every function and hook; ConfigError lists everything that cannot be imported, because
+    a worker that starts with part of its functions would dead-letter the rest."""
+    functions, problems = build_registry(settings)
+    hooks, hook_problems = load_hooks(settings)
+    problems = [*problems, *hook_problems]
+    if problems:
+        raise ConfigError(problems)
+    return functions, hooks
+
+
+async def _call_hook(hook: Callable[..., Any] | None, state: dict[str, Any]) -> None:
+    if hook is None:
+        return
+    if inspect.iscoroutinefunction(hook):
+        await hook(state)
+    else:
+        await asyncio.get_running_loop().run_in_executor(None, hook, state)
+
+
+def _install_signal_handlers(shutdown: Shutdown) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(number: int) -> None:
+        name = signal.Signals(number).name
+        if not shutdown.stop.is_set():
+            logger.info("%s received: draining (send it again to stop waiting for running jobs)", name)
+            shutdown.stop.set()
+        else:
+            logger.warning("%s received again: cancelling running jobs and requeueing them", name)
+            shutdown.hurry.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, on_signal, number)
+
+
+async def serve(settings: Settings, *, burst: bool = False) -> int:
+    """Run the worker with hooks and signal handling until it stops; returns the exit code."""
+    functions, hooks = prepare(settings)
+    shutdown = Shutdown()
+    _install_signal_handlers(shutdown)
+    state: dict[str, Any] = {}
+    await _call_hook(hooks.startup, state)
+    worker = Worker(settings, functions, state=state, burst=burst, shutdown=shutdown)
+    try:
+        await worker.run()
+    finally:
+        try:
+            await _call_hook(hooks.shutdown, state)
+        except Exception:
+            logger.exception("shutdown hook %s failed", settings.hooks.shutdown)
+    return EXIT_OK
+
+
+def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first leaf of an exception group (the TaskGroup's real cause)."""
+    first = group.exceptions[0]
+    return _unwrap(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def run(settings: Settings, *, burst: bool = False) -> int:
+    """Run the daemon on uvloop (the asyncio loop where uvloop is missing); returns the exit code."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(serve(settings, burst=burst))
+    except BaseExceptionGroup as group:
+        error = _unwrap(group)
+    except (ConfigError, RedisAuthError) as direct:
+        error = direct
+    if isinstance(error, (ConfigError, RedisAuthError)):
+        logger.error("%s", error)
+        return EXIT_CONFIG
+    logger.error("worker stopped by an unexpected error", exc_info=error)
+    return EXIT_FAILURE

@@ -1,0 +1,170 @@
+"""Running one job without touching Redis: decode its arguments, call the function (sync functions in a
+thread pool) under its timeout with `current_job()` bound, and describe the outcome. Never raises,
+except CancelledError when the worker itself cancels the job (drain, abort, lost lease)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from jobd.context import JobContext, set_current_job
+from jobd.errors import PayloadError, Retry, SerializationError
+from jobd.model import ErrorInfo, decode_payload
+from jobd.serializer import Serializer
+
+TRACEBACK_LIMIT = 16_384
+"""Characters of a traceback kept in Redis; the rest is cut (with a marker) to bound memory."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimedJob:
+    """A job as the claim script hands it to this worker."""
+
+    id: str
+    queue: str
+    token: str
+    function: str
+    payload: bytes
+    tries: int
+    """Tries so far, this one included (1 on the first run)."""
+    lost: int
+    max_tries: int | None
+    timeout: float | None
+    enqueued_at: datetime
+    priority: int
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """An exception (retryable unless `final`)."""
+    TIMED_OUT = "timed_out"
+    RETRY = "retry"
+    """The job raised jobd.Retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What running the job produced."""
+
+    outcome: Outcome
+    value: bytes | None = None
+    """The encoded return value (SUCCEEDED)."""
+    error: ErrorInfo | None = None
+    final: bool = False
+    """True when another try cannot help (bad arguments, undecodable payload, unencodable result)."""
+    retry_delay: float | None = None
+    """Delay asked for by jobd.Retry (None: the configured backoff)."""
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    """Type name, message and (capped) traceback of an exception."""
+    text = "".join(traceback.format_exception(error))
+    if len(text) > TRACEBACK_LIMIT:
+        text = text[: TRACEBACK_LIMIT // 2] + "\n[… traceback cut …]\n" + text[-TRACEBACK_LIMIT // 2 :]
+    return ErrorInfo(type(error).__name__, str(error), text)
+
+
+def _final(error_type: str, message: str) -> Result:
+    return Result(Outcome.FAILED, error=ErrorInfo(error_type, message), final=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    """What every job run needs from the worker."""
+
+    serializer: Serializer
+    result_serializer: Serializer
+    executor: Executor
+    state: dict[str, Any]
+
+    async def run(
+        self,
+        job: ClaimedJob,
+        function: Callable[..., Any],
+        *,
+        is_async: bool,
+        max_tries: int,
+        timeout: float | None,
+    ) -> Result:
+        """Run `job` with `function` under `timeout` seconds; see the module docstring."""
+        try:
+            args, kwargs = decode_payload(self.serializer, job.payload)
+        except PayloadError as error:
+            return _final("PayloadError", f"payload cannot be decoded: {error}")
+        signature = _signature(function)
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as error:
+                return _final("TypeError", f"arguments do not match {job.function}(): {error}")
+        now = datetime.now(UTC)
+        context = JobContext(
+            id=job.id,
+            function=job.function,
+            queue=job.queue,
+            try_number=job.tries,
+            max_tries=max_tries,
+            enqueued_at=job.enqueued_at,
+            deadline=now + timedelta(seconds=timeout) if timeout else None,
+            state=self.state,
+        )
+        limit = asyncio.timeout(timeout)
+        try:
+            async with limit:
+                if is_async:
+                    set_current_job(context)
+                    value = await function(*args, **kwargs)
+                else:
+                    value = await self._run_in_thread(context, function, args, kwargs)
+        except TimeoutError as error:
+            if not limit.expired():
+                return Result(Outcome.FAILED, error=error_info(error))  # raised by the job itself
+            return Result(
+                Outcome.TIMED_OUT,
+                error=ErrorInfo("TimeoutError", f"{job.function} timed out after {timeout} s"),
+            )
+        except Retry as request:
+            return Result(Outcome.RETRY, error=error_info(request), retry_delay=request.delay)
+        except asyncio.CancelledError as error:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise  # the worker cancelled the job (drain, abort, lost lease)
+            return Result(Outcome.FAILED, error=error_info(error))
+        except BaseException as error:  # noqa: BLE001 - SystemExit or KeyboardInterrupt in a job is a failure of the job
+            return Result(Outcome.FAILED, error=error_info(error))
+        try:
+            encoded = self.result_serializer.dumps(value, what="result")
+        except SerializationError as error:
+            return _final("SerializationError", f"result not serializable: {error}")
+        return Result(Outcome.SUCCEEDED, value=encoded)
+
+    async def _run_in_thread(
+        self,
+        context: JobContext,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        copied = contextvars.copy_context()
+        copied.run(set_current_job, context)
+        call = functools.partial(copied.run, function, *args, **kwargs)
+        # A thread cannot be cancelled: on timeout or abort the job is recorded at once and the thread
+        # runs on until the function returns (its result is then discarded).
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)

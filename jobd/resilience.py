@@ -1,0 +1,98 @@
+"""Calling Redis from the worker through outages: transient errors are retried with jittered
+exponential backoff (and flip the worker's Redis health), credential errors stop the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import (
+    AuthenticationError,
+    ResponseError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+)
+from redis.exceptions import (
+    TimeoutError as RedisTimeoutError,
+)
+
+from jobd.errors import RedisAuthError
+
+T = TypeVar("T")
+logger = logging.getLogger("jobd.redis")
+
+TRANSIENT_REPLIES = ("LOADING", "MASTERDOWN", "READONLY", "UNBLOCKED", "BUSY", "TRYAGAIN",
+                     "CLUSTERDOWN", "OOM")
+"""Error replies that mean "Redis cannot do this right now" (restarting, failing over, full)."""
+AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError)):
+        return not isinstance(error, AuthenticationError)
+    return isinstance(error, ResponseError) and str(error).startswith(TRANSIENT_REPLIES)
+
+
+def is_auth_error(error: BaseException) -> bool:
+    return isinstance(error, AuthenticationError) or (
+        isinstance(error, ResponseError) and str(error).startswith(AUTH_REPLIES)
+    )
+
+
+class RedisHealth:
+    """Whether the worker's last Redis call worked; logs each transition once."""
+
+    def __init__(self) -> None:
+        self.available = True
+        self.errors = 0
+        self.reconnects = 0
+
+    def failed(self, what: str, error: BaseException) -> None:
+        self.errors += 1
+        if self.available:
+            self.available = False
+            logger.error("redis unavailable during %s: %s: %s", what, type(error).__name__, error)
+
+    def succeeded(self) -> None:
+        if not self.available:
+            self.available = True
+            self.reconnects += 1
+            logger.warning("redis available again")
+
+
+class RedisCaller:
+    """Retries a Redis call until it works, the deadline passes, or credentials are refused."""
+
+    def __init__(self, health: RedisHealth, url_text: str, *, max_delay: float = 5.0) -> None:
+        self.health = health
+        self.url_text = url_text
+        self.max_delay = max_delay
+
+    async def __call__(
+        self, what: str, call: Callable[[], Awaitable[T]], *, deadline: float | None = None
+    ) -> T:
+        attempt = 0
+        while True:
+            try:
+                value = await call()
+            except Exception as error:
+                if is_auth_error(error):
+                    raise RedisAuthError(
+                        f"Redis at {self.url_text} refused the credentials: {error}"
+                    ) from error
+                if not is_transient(error):
+                    raise
+                self.health.failed(what, error)
+                attempt += 1
+                delay = min(self.max_delay, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)  # backoff between reconnect attempts, not a poll
+                continue
+            self.health.succeeded()
+            return value

@@ -1,0 +1,218 @@
+"""The worker's Redis operations: one method per Lua script, with replies parsed into plain values.
+No retries here: the worker decides what an unreachable Redis means."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis.asyncio
+
+from jobd.commands import functions_key
+from jobd.execute import ClaimedJob
+from jobd.keys import QueueKeys
+from jobd.model import ErrorInfo, encode_error
+from jobd.scripts import Argument, run_async
+
+PROMOTE_LIMIT = 1000
+"""Due scheduled jobs moved per claim call; more move on the next call."""
+REAP_WORKER_LIMIT = 100
+"""Dead workers handled per reap call."""
+ABORTED_KEEP_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one claim call returned."""
+
+    jobs: list[ClaimedJob]
+    now_ms: int
+    next_due_ms: int | None
+    expired: list[str] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The final outcome of one job, for the batched finish script."""
+
+    job: ClaimedJob
+    status: str  # succeeded | failed | aborted
+    value: bytes  # result (succeeded) or error JSON
+    keep_ms: int
+    dead_letter: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    requeued: list[str]
+    dead: list[str]
+    workers: list[str]
+
+
+def _texts(values: Iterable[bytes]) -> list[str]:
+    return [value.decode() for value in values]
+
+
+def _optional_int(value: bytes | None) -> int | None:
+    return int(value) if value else None
+
+
+class Store:
+    """The Redis side of one worker: claims, outcomes, heartbeats and reaping, queue by queue."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        prefix: str,
+        worker_id: str,
+        lease_ms: int,
+        max_payload_bytes: int,
+    ) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.worker_id = worker_id
+        self.lease_ms = lease_ms
+        # Heartbeats come every lease/3; a longer silence means Redis or the whole fleet was away.
+        self.gap_ms = max(lease_ms // 2, 1)
+        self.max_payload_bytes = max_payload_bytes
+        self._nonces = itertools.count(1)
+        self._pending_nonce: dict[str, int] = {}
+        self._keys: dict[str, QueueKeys] = {}
+
+    def keys(self, queue: str) -> QueueKeys:
+        keys = self._keys.get(queue)
+        if keys is None:
+            keys = self._keys[queue] = QueueKeys(self.prefix, queue)
+        return keys
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Argument]) -> object:
+        return await run_async(self.redis, name, keys, args)
+
+    async def claim(self, queue: str, count: int) -> Claim:
+        """Claim up to `count` jobs. After a failed call the same nonce is sent again, so a claim whose
+        reply was lost returns its jobs instead of leaving them owned by nobody who knows."""
+        keys = self.keys(queue)
+        nonce = self._pending_nonce.get(queue) or next(self._nonces)
+        self._pending_nonce[queue] = nonce
+        reply = await self._script(
+            "claim",
+            [
+                keys.queued, keys.scheduled, keys.running, keys.workers,
+                keys.owned(self.worker_id), keys.claim(self.worker_id), keys.wake, keys.activity,
+                keys.dead, keys.job_prefix,
+            ],
+            [
+                self.worker_id, nonce, count, self.lease_ms, self.gap_ms, self.max_payload_bytes,
+                PROMOTE_LIMIT,
+            ],
+        )
+        del self._pending_nonce[queue]
+        assert isinstance(reply, list)
+        now_ms, next_due, token, expired, dead, *rows = reply
+        token_text = token.decode()
+        jobs = [
+            ClaimedJob(
+                id=row[0].decode(),
+                queue=queue,
+                token=token_text,
+                function=row[1].decode(),
+                payload=row[2],
+                tries=int(row[3]),
+                lost=int(row[4] or 0),
+                max_tries=_optional_int(row[5]),
+                timeout=int(row[6]) / 1000 if row[6] else None,
+                enqueued_at=datetime.fromtimestamp(int(row[7]) / 1000, tz=UTC),
+                priority=int(row[8] or 0),
+            )
+            for row in rows
+        ]
+        return Claim(jobs, int(now_ms), _optional_int(next_due), _texts(expired), _texts(dead))
+
+    async def finish(self, queue: str, items: Sequence[Finish]) -> list[str]:
+        """Store outcomes of jobs of one queue in one call; per job 'ok', 'stale' or 'replayed'."""
+        keys = self.keys(queue)
+        script_keys = [keys.running, keys.dead, keys.owned(self.worker_id)]
+        args: list[Argument] = []
+        for item in items:
+            job = item.job
+            script_keys += [keys.job(job.id), keys.done(job.id)]
+            field_name = "result" if item.status == "succeeded" else "error"
+            args += [
+                job.id, job.token, item.status, field_name, item.value, item.keep_ms,
+                "1" if item.dead_letter else "0",
+            ]
+        reply = await self._script("finish", script_keys, args)
+        assert isinstance(reply, list)
+        return _texts(reply)
+
+    async def retry(self, job: ClaimedJob, delay_ms: int, error: ErrorInfo) -> tuple[str, int]:
+        """Schedule another try; returns the script's verdict and the due time (ms)."""
+        keys = self.keys(job.queue)
+        reply = await self._script(
+            "retry",
+            [keys.job(job.id), keys.running, keys.scheduled, keys.owned(self.worker_id), keys.wake],
+            [job.id, job.token, delay_ms, encode_error(error)],
+        )
+        assert isinstance(reply, list)
+        return reply[0].decode(), int(reply[1])
+
+    async def requeue(self, job: ClaimedJob) -> str:
+        """Put a running job back in its queue without charging the try (drain)."""
+        keys = self.keys(job.queue)
+        reply = await self._script(
+            "requeue",
+            [
+                keys.job(job.id), keys.running, keys.queued, keys.owned(self.worker_id), keys.wake,
+                keys.done(job.id),
+            ],
+            [job.id, job.token, ABORTED_KEEP_MS],
+        )
+        assert isinstance(reply, bytes)
+        return reply.decode()
+
+    async def renew(self, queue: str, jobs: Iterable[ClaimedJob]) -> tuple[list[str], list[str]]:
+        """Heartbeat: extend this worker's lease; returns (ids whose lease is lost, ids to abort)."""
+        keys = self.keys(queue)
+        args: list[Argument] = [self.worker_id, self.lease_ms, self.gap_ms]
+        for job in jobs:
+            args += [job.id, job.token]
+        reply = await self._script("renew", [keys.workers, keys.activity, keys.job_prefix], args)
+        assert isinstance(reply, list)
+        return _texts(reply[0]), _texts(reply[1])
+
+    async def reap(self, queue: str, max_lost: int) -> Reaped:
+        """Requeue the jobs of workers whose heartbeat is gone."""
+        keys = self.keys(queue)
+        reply = await self._script(
+            "reap",
+            [
+                keys.workers, keys.activity, keys.queued, keys.running, keys.dead, keys.wake,
+                keys.job_prefix, keys.owned_prefix,
+            ],
+            [self.lease_ms, self.gap_ms, max_lost, REAP_WORKER_LIMIT, ABORTED_KEEP_MS],
+        )
+        assert isinstance(reply, list)
+        return Reaped(_texts(reply[0]), _texts(reply[1]), _texts(reply[2]))
+
+    async def publish_functions(self, queue: str, names: Iterable[str], until_ms: int) -> None:
+        """Tell strict producers which functions live workers of `queue` run, until `until_ms`."""
+        mapping = {name: until_ms for name in names}
+        if mapping:
+            await self.redis.hset(functions_key(self.prefix, queue), mapping=mapping)  # type: ignore[misc]
+
+    async def leave(self, queue: str) -> None:
+        """Remove this worker's heartbeat on a clean exit. If jobs are still owned (a requeue failed),
+        the heartbeat is left to expire so that the reaper gives them back."""
+        keys = self.keys(queue)
+        await self.redis.delete(keys.claim(self.worker_id))
+        if await self.redis.scard(keys.owned(self.worker_id)) == 0:  # type: ignore[misc]
+            await self.redis.zrem(keys.workers, self.worker_id)
+
+    async def wait_for_work(self, client: redis.asyncio.Redis, queue: str, timeout: float) -> bool:
+        """Block on the queue's wake marker for up to `timeout` seconds; True if woken."""
+        popped = await client.blpop([self.keys(queue).wake], timeout=timeout)  # type: ignore[misc]
+        return popped is not None

@@ -1,0 +1,319 @@
+"""The worker: fetches jobs from its queues, runs them within its concurrency, keeps their leases, and
+drains on shutdown. State machine: STARTING -> RUNNING -> DRAINING -> CANCELLING -> STOPPED."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis.asyncio
+
+from jobd.client import connection_options
+from jobd.execute import ClaimedJob, Runner
+from jobd.finisher import Finisher
+from jobd.jobs import JobHandler
+from jobd.registry import RegisteredFunction
+from jobd.resilience import RedisCaller, RedisHealth
+from jobd.serializer import JsonSerializer
+from jobd.settings import Settings
+from jobd.store import Store
+
+logger = logging.getLogger("jobd.worker")
+
+IDLE_WAIT_SECONDS = 1.0
+"""Longest blocking wait on a wake marker: well below the socket timeout (RELIABILITY.md, finding 3).
+Pickup does not depend on it: enqueue pushes the marker that ends the wait at once."""
+
+
+class State(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    CANCELLING = "cancelling"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class Shutdown:
+    """Signals from outside: `stop` starts the drain, `hurry` (a second signal) cuts it short."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    hurry: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
+class RunningJob:
+    job: ClaimedJob
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+    """Why the worker cancelled it: 'drain', 'abort' or 'lost'."""
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Runs jobs from `settings.worker.queues` until `shutdown.stop` is set (or, in burst mode, until the
+    queues are empty)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        functions: Mapping[str, RegisteredFunction],
+        *,
+        state: dict[str, Any] | None = None,
+        burst: bool = False,
+        shutdown: Shutdown | None = None,
+    ) -> None:
+        self.settings = settings
+        self.functions = functions
+        self.burst = burst
+        self.shutdown = shutdown or Shutdown()
+        self.state = State.STARTING
+        self.worker_id = new_worker_id()
+        self.health = RedisHealth()
+        worker = settings.worker
+        self.running: dict[tuple[str, str], RunningJob] = {}
+        self.processed = 0
+        options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
+        self.redis = redis.asyncio.Redis.from_url(settings.redis.url, **options)
+        self.call = RedisCaller(self.health, settings.redis.redacted_url())
+        self.store = Store(
+            self.redis,
+            prefix=settings.redis.key_prefix,
+            worker_id=self.worker_id,
+            lease_ms=round(worker.lease_timeout * 1000),
+            max_payload_bytes=worker.max_payload_bytes,
+        )
+        threads = worker.sync_threads or min(worker.concurrency, 32)
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="jobd-sync")
+        runner = Runner(
+            serializer=JsonSerializer(worker.max_payload_bytes),
+            result_serializer=JsonSerializer(worker.max_result_bytes),
+            executor=self.executor,
+            state=state if state is not None else {},
+        )
+        self.finisher = Finisher(self.store, self.call)
+        self.handler = JobHandler(self, runner)
+        self._slot_freed = asyncio.Event()
+        self._work = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._next_due: dict[str, float] = {}
+
+    @property
+    def ready(self) -> bool:
+        """Taking jobs and reaching Redis (readiness)."""
+        return self.state == State.RUNNING and self.health.available
+
+    def _transition(self, state: State) -> None:
+        self.state = state
+        logger.info("worker %s: %s (running jobs: %d)", self.worker_id, state, len(self.running))
+
+    async def run(self) -> None:
+        """Run until stopped; raises RedisAuthError if Redis refuses the credentials."""
+        worker = self.settings.worker
+        logger.info(
+            "worker %s starting: queues=%s concurrency=%d functions=%s",
+            self.worker_id, ",".join(worker.queues), worker.concurrency, ",".join(self.functions),
+        )
+        try:
+            await self._heartbeat_once()
+            self._transition(State.RUNNING)
+            async with asyncio.TaskGroup() as group:
+                fetcher = group.create_task(self._fetch_loop())
+                helpers = [
+                    group.create_task(self._heartbeat_loop()),
+                    group.create_task(self._abort_listener()),
+                    *(group.create_task(self._waker(queue)) for queue in worker.queues),
+                ]
+                stop = group.create_task(self.shutdown.stop.wait())
+                await asyncio.wait([fetcher, stop], return_when=asyncio.FIRST_COMPLETED)
+                fetcher.cancel()
+                stop.cancel()
+                await self._drain()
+                for task in helpers:
+                    task.cancel()
+            await self._leave()
+        finally:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            await self.redis.aclose()
+            self._transition(State.STOPPED)
+
+    # -- fetching ---------------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        concurrency = self.settings.worker.concurrency
+        while True:
+            if len(self.running) >= concurrency:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._work.clear()
+            full_batch = False
+            for queue in self.settings.worker.queues:
+                free = concurrency - len(self.running)
+                if free <= 0:
+                    break
+                claim = await self.call("claim", lambda q=queue, n=free: self.store.claim(q, n))
+                self.handler.report_claim(claim)
+                for job in claim.jobs:
+                    self._start(job)
+                full_batch = full_batch or len(claim.jobs) == free
+                due = claim.next_due_ms
+                self._next_due[queue] = (
+                    time.monotonic() + (due - claim.now_ms) / 1000 if due is not None else 0.0
+                )
+            if full_batch:
+                await asyncio.sleep(0)  # let the new jobs start before claiming more
+                continue
+            if self.burst and not self.running and not any(self._next_due.values()):
+                logger.info("burst: queues are empty, stopping")
+                return
+            await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        timeout = IDLE_WAIT_SECONDS
+        now = time.monotonic()
+        for due in self._next_due.values():
+            if due:
+                timeout = min(timeout, max(due - now, 0.0))
+        if timeout <= 0:
+            return
+        self._idle.set()
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._idle.clear()
+
+    async def _waker(self, queue: str) -> None:
+        """Blocks on the queue's wake marker while the worker is idle, on a connection of its own."""
+        options = connection_options(
+            self.settings.redis.socket_timeout, self.settings.redis.connect_timeout
+        )
+        client = redis.asyncio.Redis.from_url(self.settings.redis.url, **options)
+        try:
+            while True:
+                await self._idle.wait()
+                woken = await self.call(
+                    "wait", lambda: self.store.wait_for_work(client, queue, IDLE_WAIT_SECONDS)
+                )
+                if woken:
+                    self._work.set()
+        finally:
+            await client.aclose()
+
+    def _start(self, job: ClaimedJob) -> None:
+        entry = RunningJob(job)
+        self.running[(job.queue, job.id)] = entry
+        entry.task = asyncio.create_task(self.handler.handle(entry), name=f"job:{job.id}")
+        entry.task.add_done_callback(lambda _, key=(job.queue, job.id): self._release(key))
+
+    def _release(self, key: tuple[str, str]) -> None:
+        self.running.pop(key, None)
+        self.processed += 1
+        self._slot_freed.set()
+
+    def cancel(self, queue: str, job_id: str, reason: str) -> bool:
+        """Cancel a running job of this worker; the handler acts on `reason`."""
+        entry = self.running.get((queue, job_id))
+        if entry is None or entry.task is None or entry.cancel_reason is not None:
+            return False
+        entry.cancel_reason = reason
+        entry.task.cancel()
+        return True
+
+    # -- leases and abort requests -----------------------------------------------------------------
+
+    async def _heartbeat_once(self) -> None:
+        worker = self.settings.worker
+        until_ms = round((time.time() + 3 * worker.lease_timeout) * 1000)
+        for queue in worker.queues:
+            jobs = [entry.job for (q, _), entry in list(self.running.items()) if q == queue]
+            lost, aborts = await self.call(
+                "renew", lambda q=queue, j=jobs: self.store.renew(q, j)
+            )
+            for job_id in lost:
+                if self.cancel(queue, job_id, "lost"):
+                    logger.warning("job %s: lease lost (another worker owns it now); cancelled", job_id)
+            for job_id in aborts:
+                self.cancel(queue, job_id, "abort")
+            await self.call(
+                "publish functions",
+                lambda q=queue: self.store.publish_functions(q, self.functions, until_ms),
+            )
+            reaped = await self.call("reap", lambda q=queue: self.store.reap(q, worker.max_lost))
+            self.handler.report_reaped(queue, reaped)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.worker.lease_timeout / 3
+        while True:
+            await asyncio.sleep(interval)  # the heartbeat's period, not a poll for work
+            await self._heartbeat_once()
+
+    async def _abort_listener(self) -> None:
+        """Cancels running jobs whose abort was requested (pub/sub; the heartbeat is the fallback)."""
+        channels = {self.store.keys(queue).aborts: queue for queue in self.settings.worker.queues}
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*channels)
+                while True:
+                    message = await pubsub.get_message(timeout=IDLE_WAIT_SECONDS)
+                    if message is not None:
+                        queue = channels[message["channel"].decode()]
+                        self.cancel(queue, message["data"].decode(), "abort")
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
+                self.health.failed("abort listener", error)
+                await asyncio.sleep(1.0)  # reconnect backoff
+            finally:
+                await pubsub.aclose()
+
+    # -- shutdown ----------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        self._transition(State.DRAINING)
+        tasks = [entry.task for entry in self.running.values() if entry.task is not None]
+        if tasks:
+            hurry = asyncio.create_task(self.shutdown.hurry.wait())
+            await self._wait_drained(tasks, hurry)
+            hurry.cancel()
+        if self.running:
+            self._transition(State.CANCELLING)
+            self.finisher.deadline = time.monotonic() + 10
+            remaining = [entry.task for entry in self.running.values() if entry.task is not None]
+            for queue, job_id in list(self.running):
+                self.cancel(queue, job_id, "drain")
+            await asyncio.wait(remaining)
+
+    async def _wait_drained(self, tasks: list[asyncio.Task[None]], hurry: asyncio.Task[bool]) -> None:
+        """Wait for running jobs until they are done, drain_timeout passes, or a second signal."""
+        pending = set(tasks)
+        deadline = time.monotonic() + self.settings.worker.drain_timeout
+        while pending and not hurry.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            done, _ = await asyncio.wait(
+                [*pending, hurry], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            pending -= done
+
+    async def _leave(self) -> None:
+        deadline = time.monotonic() + 5
+        for queue in self.settings.worker.queues:
+            try:
+                await self.call("leave", lambda q=queue: self.store.leave(q), deadline=deadline)
+            except Exception as error:  # noqa: BLE001 - the heartbeat then expires on its own
+                logger.warning("could not deregister from queue %s: %s", queue, error)
