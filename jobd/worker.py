@@ -108,6 +108,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._work = asyncio.Event()
         self._idle = asyncio.Event()
+        self._finished = asyncio.Event()
         self._next_due: dict[str, float] = {}
 
     @property
@@ -141,6 +142,10 @@ class Worker:
                 fetcher.cancel()
                 stop.cancel()
                 await self._drain()
+                # Flags as well as cancel(): a cancellation that lands inside a redis-py call can be
+                # swallowed, and a helper must not outlive the worker because of it.
+                self._finished.set()
+                self._idle.set()
                 for task in helpers:
                     task.cancel()
             await self._leave()
@@ -153,7 +158,7 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         concurrency = self.settings.worker.concurrency
-        while True:
+        while not self.shutdown.stop.is_set():
             if len(self.running) >= concurrency:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -191,7 +196,9 @@ class Worker:
             return
         self._idle.set()
         try:
-            await asyncio.wait_for(self._work.wait(), timeout)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            async with asyncio.timeout(timeout):
+                await self._work.wait()
         except TimeoutError:
             pass
         finally:
@@ -204,8 +211,10 @@ class Worker:
         )
         client = redis.asyncio.Redis.from_url(self.settings.redis.url, **options)
         try:
-            while True:
+            while not self.shutdown.stop.is_set():
                 await self._idle.wait()
+                if self.shutdown.stop.is_set():
+                    break
                 woken = await self.call(
                     "wait", lambda: self.store.wait_for_work(client, queue, IDLE_WAIT_SECONDS)
                 )
@@ -258,18 +267,21 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.worker.lease_timeout / 3
-        while True:
-            await asyncio.sleep(interval)  # the heartbeat's period, not a poll for work
-            await self._heartbeat_once()
+        while not self._finished.is_set():
+            try:
+                async with asyncio.timeout(interval):
+                    await self._finished.wait()
+            except TimeoutError:
+                await self._heartbeat_once()
 
     async def _abort_listener(self) -> None:
         """Cancels running jobs whose abort was requested (pub/sub; the heartbeat is the fallback)."""
         channels = {self.store.keys(queue).aborts: queue for queue in self.settings.worker.queues}
-        while True:
+        while not self._finished.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*channels)
-                while True:
+                while not self._finished.is_set():
                     message = await pubsub.get_message(timeout=IDLE_WAIT_SECONDS)
                     if message is not None:
                         queue = channels[message["channel"].decode()]

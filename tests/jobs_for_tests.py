@@ -1,0 +1,105 @@
+"""Job functions used by the tests. Jobs record what they did in the ledger Redis (LEDGER_URL in the
+environment, or the URL in the job's kwargs), which the tests read; the system under test is never
+asked whether a job ran."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import redis
+
+import jobd
+
+_ledgers: dict[str, redis.Redis] = {}
+
+
+def _ledger() -> redis.Redis:
+    url = os.environ["LEDGER_URL"]
+    client = _ledgers.get(url)
+    if client is None:
+        client = _ledgers[url] = redis.Redis.from_url(url)
+    return client
+
+
+def _record(event: str, key: str) -> None:
+    job = jobd.current_job()
+    _ledger().rpush(key, f"{event}|{job.id}|{job.try_number}|{os.getpid()}|{time.time():.6f}")
+
+
+async def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def sync_echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    job = jobd.current_job()
+    return {"args": list(args), "kwargs": kwargs, "job": job.id, "try": job.try_number}
+
+
+async def context() -> dict[str, Any]:
+    job = jobd.current_job()
+    return {
+        "id": job.id, "function": job.function, "queue": job.queue, "try": job.try_number,
+        "max_tries": job.max_tries, "has_deadline": job.deadline is not None,
+        "state": sorted(job.state),
+    }
+
+
+async def record(key: str) -> str:
+    _record("start", key)
+    _record("end", key)
+    return "ok"
+
+
+async def sleep_record(seconds: float, key: str) -> str:
+    _record("start", key)
+    await asyncio.sleep(seconds)
+    _record("end", key)
+    return "slept"
+
+
+def sync_sleep_record(seconds: float, key: str) -> str:
+    _record("start", key)
+    time.sleep(seconds)
+    _record("end", key)
+    return "slept"
+
+
+async def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+async def fail_until(succeed_on: int) -> int:
+    job = jobd.current_job()
+    if job.try_number < succeed_on:
+        raise RuntimeError(f"try {job.try_number} fails")
+    return job.try_number
+
+
+async def retry_with_delay(delay: float) -> int:
+    job = jobd.current_job()
+    if job.try_number == 1:
+        raise jobd.Retry(delay=delay)
+    return job.try_number
+
+
+async def sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+async def not_serializable() -> object:
+    return object()
+
+
+async def startup(state: dict[str, Any]) -> None:
+    state["started"] = True
+
+
+async def shutdown(state: dict[str, Any]) -> None:
+    path = os.environ.get("SHUTDOWN_MARKER")
+    if path:
+        with open(path, "w") as marker:
+            marker.write(str(sorted(state)))

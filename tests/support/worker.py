@@ -1,0 +1,72 @@
+"""Running a jobd Worker inside the test's own event loop, on settings built for the test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import tomli_w
+
+from jobd import config
+from jobd.registry import build_registry
+from jobd.settings import Settings
+from jobd.worker import State, Worker
+from tests.support.wait import async_wait_until
+
+TEST_FUNCTIONS = (
+    "echo", "sync_echo", "context", "record", "sleep_record", "sync_sleep_record", "fail",
+    "fail_until", "retry_with_delay", "sleep", "not_serializable",
+)
+
+
+def settings_for(
+    url: str,
+    prefix: str,
+    *,
+    worker: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
+    functions: dict[str, dict[str, Any]] | None = None,
+    hooks: dict[str, str] | None = None,
+) -> Settings:
+    """Settings through the real loader, with short leases and fast retries for tests."""
+    document: dict[str, Any] = {
+        "redis": {"url": url, "key_prefix": prefix},
+        "worker": {
+            "queues": ["default"], "concurrency": 10, "lease_timeout": "1s",
+            "drain_timeout": "2s", **(worker or {}),
+        },
+        "defaults": {"retry": {"base": "10ms", "max": "50ms", "jitter": False}, **(defaults or {})},
+        "functions": {
+            name: {"path": f"tests.jobs_for_tests:{name}"} for name in TEST_FUNCTIONS
+        },
+    }
+    for name, overrides in (functions or {}).items():
+        document["functions"].setdefault(name, {"path": f"tests.jobs_for_tests:{name}"})
+        document["functions"][name].update(overrides)
+    if hooks:
+        document["hooks"] = hooks
+    return config.loads(tomli_w.dumps(document), source="test.toml")
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Worker]:
+    """A Worker running in a task of the current loop; drained and awaited on exit."""
+    functions, problems = build_registry(settings)
+    assert not problems, problems
+    worker = Worker(settings, functions, **options)
+    task = asyncio.create_task(worker.run())
+    await async_wait_until(
+        lambda: worker.state == State.RUNNING or task.done(), message="worker did not start"
+    )
+    try:
+        yield worker
+    finally:
+        worker.shutdown.stop.set()
+        done, _ = await asyncio.wait([task], timeout=30)
+        if not done:
+            stuck = [f"{t.get_name()}: {t.get_stack(limit=5)}" for t in asyncio.all_tasks()]
+            task.cancel()
+            raise AssertionError("worker did not stop within 30 s; tasks:\n" + "\n".join(stuck))
+        task.result()
