@@ -37,29 +37,40 @@ exit codes: 0 ok, 1 failure, 2 usage error, 78 configuration or Redis credential
 def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument(
-        "-c", "--config", metavar="FILE", default=default,
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=default,
         help="the jobs.toml to use (default: $JOBD_CONFIG)",
     )
     parser.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], default=default,
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=default,
         help="least severe log level shown (default: info)",
     )
     parser.add_argument(
-        "--log-format", choices=["text", "json"], default=default,
+        "--log-format",
+        choices=["text", "json"],
+        default=default,
         help="text lines for people, or one JSON object per line (default: text)",
     )
 
 
 def _run_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument(
-        "--burst", action="store_true", default=argparse.SUPPRESS if suppress else False,
+        "--burst",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
         help="process jobs until no job is queued, scheduled or running, then exit 0",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jobd", description=DESCRIPTION, epilog=EPILOG,
+        prog="jobd",
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"jobd {__version__}")
@@ -67,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(
-        "run", help="run the worker daemon (the default)",
+        "run",
+        help="run the worker daemon (the default)",
         description="Run the worker: take jobs from worker.queues until SIGTERM or SIGINT, then "
         "drain (running jobs get drain_timeout to finish; the rest are requeued without losing a "
         "try). A second signal stops the wait.",
@@ -75,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run, suppress=True)
     _run_options(run, suppress=True)
     check = commands.add_parser(
-        "check", help="validate the configuration and import every function and hook",
+        "check",
+        help="validate the configuration and import every function and hook",
         description="Report every problem of the configuration at once (exit 78), or exit 0.",
     )
     _common(check, suppress=True)

@@ -1,8 +1,8 @@
 """The producer client: enqueue jobs and follow them. Needs only `redis` (never the worker's parts).
 
-    async with Client("redis://localhost:6379/0") as jobs:
-        job = await jobs.enqueue("send_email", "a@example.com", subject="Hi")
-        print(await job.result(timeout=10))
+async with Client("redis://localhost:6379/0") as jobs:
+    job = await jobs.enqueue("send_email", "a@example.com", subject="Hi")
+    print(await job.result(timeout=10))
 """
 
 from __future__ import annotations
@@ -103,9 +103,11 @@ class Client:
             while True:
                 try:
                     if isinstance(request, ScriptCall):
-                        reply = await run_async(self.redis, request.name, request.keys, request.args)
+                        reply = await run_async(
+                            self.redis, request.name, request.keys, request.args
+                        )
                     else:
-                        reply = await self.redis.execute_command(*request.args)
+                        reply = await self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
                 except Exception as error:  # noqa: BLE001 - re-raised, translated
                     request = operation.throw(translate_error(error, self._url_text))
                 else:
@@ -132,13 +134,22 @@ class Client:
         """Store a job; returns once it is in Redis. With an existing `job_id`, nothing is created
         and the handle of the existing job is returned (`job.created` is False)."""
         options = commands.enqueue_options(
-            queue=queue or self.default_queue, delay=delay, at=at, priority=priority,
-            max_tries=max_tries, timeout=timeout, expires=expires,
+            queue=queue or self.default_queue,
+            delay=delay,
+            at=at,
+            priority=priority,
+            max_tries=max_tries,
+            timeout=timeout,
+            expires=expires,
         )
         refs = await self.run(
             commands.enqueue(
-                self.key_prefix, options, [(function, args, kwargs)], self.serializer,
-                job_ids=[job_id], strict=strict,
+                self.key_prefix,
+                options,
+                [(function, args, kwargs)],
+                self.serializer,
+                job_ids=[job_id],
+                strict=strict,
             )
         )
         return Job(self, refs[0])
@@ -158,8 +169,13 @@ class Client:
     ) -> list[Job]:
         """Store many `(function, args, kwargs)` calls in one round trip, with the same options."""
         options = commands.enqueue_options(
-            queue=queue or self.default_queue, delay=delay, at=at, priority=priority,
-            max_tries=max_tries, timeout=timeout, expires=expires,
+            queue=queue or self.default_queue,
+            delay=delay,
+            at=at,
+            priority=priority,
+            max_tries=max_tries,
+            timeout=timeout,
+            expires=expires,
         )
         calls = [(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
         if not calls:
@@ -171,7 +187,9 @@ class Client:
 
     def job(self, job_id: str, *, queue: str | None = None) -> Job:
         """A handle to an existing job (no round trip)."""
-        ref = JobRef(commands.check_job_id(job_id), commands.check_queue(queue or self.default_queue))
+        ref = JobRef(
+            commands.check_job_id(job_id), commands.check_queue(queue or self.default_queue)
+        )
         return Job(self, ref)
 
 
@@ -199,7 +217,9 @@ class Job:
         return f"Job(id={self.id!r}, queue={self.queue!r})"
 
     async def status(self) -> JobStatus:
-        status: JobStatus = await self._client.run(commands.status(self._client.key_prefix, self._ref))
+        status: JobStatus = await self._client.run(
+            commands.status(self._client.key_prefix, self._ref)
+        )
         return status
 
     async def info(self) -> JobInfo | None:

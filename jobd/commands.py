@@ -163,7 +163,10 @@ def enqueue(
     """Store jobs of one queue in one script call; returns their JobRefs in order."""
     keys = QueueKeys(prefix, options.queue)
     calls = list(calls)
-    ids = [check_job_id(i) if i is not None else uuid.uuid4().hex for i in job_ids or [None] * len(calls)]
+    ids = [
+        check_job_id(i) if i is not None else uuid.uuid4().hex
+        for i in job_ids or [None] * len(calls)
+    ]
     arguments: list[Argument] = [
         options.queue,
         options.priority,
@@ -198,7 +201,9 @@ def check_registered(prefix: str, queue: str, functions: set[str]) -> Operation:
     server_time = yield Command(("TIME",))
     now_ms = int(server_time[0]) * 1000 + int(server_time[1]) // 1000
     until = yield Command(("HMGET", functions_key(prefix, queue), *names))
-    missing = [name for name, value in zip(names, until, strict=True) if not value or int(value) < now_ms]
+    missing = [
+        name for name, value in zip(names, until, strict=True) if not value or int(value) < now_ms
+    ]
     if missing:
         raise UnknownFunction(
             f"no live worker consuming queue {queue!r} registers {', '.join(map(repr, missing))}"
@@ -224,7 +229,9 @@ def _outcome(ref: JobRef, state: list[Any] | None, serializer: Serializer) -> tu
         raise JobNotFound(f"job {ref.id} not found in queue {ref.queue!r}")
     current = state[0].decode() if state[0] else ""
     if current == JobStatus.SUCCEEDED:
-        return True, serializer.loads(state[1], what=f"result of job {ref.id}") if state[1] else None
+        return True, serializer.loads(state[1], what=f"result of job {ref.id}") if state[
+            1
+        ] else None
     if current == JobStatus.FAILED:
         error = decode_error(state[2])
         assert error is not None

@@ -381,7 +381,7 @@ def time_zone(value: str, shown: str) -> str | None:
     """An IANA time zone name that zoneinfo knows."""
     try:
         zoneinfo.ZoneInfo(value)
-    except Exception:  # ZoneInfoNotFoundError, ValueError for paths, OSError: all mean "unknown"
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError, OSError: all "unknown"
         return f"unknown time zone {shown}"
     return None
 
@@ -393,7 +393,7 @@ def cron_schedule(value: str, shown: str) -> str | None:
             return None
         croniter.expand(value, strict=True)
         reason = ""  # pragma: no cover - is_valid is False exactly when expand raises
-    except Exception as error:  # croniter's errors, and anything it raises on odd input
+    except Exception as error:  # noqa: BLE001 - croniter raises many types on odd input
         reason = _cron_reason(str(error), value)
     detail = f" ({reason})" if reason else ""
     return f"invalid cron expression {shown}{detail}; {_CRON_FORMAT}"

@@ -48,7 +48,9 @@ def _install_signal_handlers(shutdown: Shutdown) -> None:
     def on_signal(number: int) -> None:
         name = signal.Signals(number).name
         if not shutdown.stop.is_set():
-            logger.info("%s received: draining (send it again to stop waiting for running jobs)", name)
+            logger.info(
+                "%s received: draining (send it again to stop waiting for running jobs)", name
+            )
             shutdown.stop.set()
         else:
             logger.warning("%s received again: cancelling running jobs and requeueing them", name)

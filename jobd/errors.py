@@ -94,7 +94,7 @@ class JobAborted(JobdError):
         super().__init__(f"job {job_id} was aborted")
 
 
-class Retry(Exception):  # noqa: N818 - a request, not an error
+class Retry(Exception):
     """Raise inside a job to ask for another try after `delay` seconds (None: the configured backoff)."""
 
     def __init__(self, delay: float | None = None) -> None:

@@ -70,7 +70,9 @@ def error_info(error: BaseException) -> ErrorInfo:
     """Type name, message and (capped) traceback of an exception."""
     text = "".join(traceback.format_exception(error))
     if len(text) > TRACEBACK_LIMIT:
-        text = text[: TRACEBACK_LIMIT // 2] + "\n[… traceback cut …]\n" + text[-TRACEBACK_LIMIT // 2 :]
+        text = (
+            text[: TRACEBACK_LIMIT // 2] + "\n[… traceback cut …]\n" + text[-TRACEBACK_LIMIT // 2 :]
+        )
     return ErrorInfo(type(error).__name__, str(error), text)
 
 

@@ -4,6 +4,7 @@ next call, so a busy worker makes one round trip for many jobs and an idle one a
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 
 from jobd.resilience import RedisCaller
@@ -44,7 +45,7 @@ class Finisher:
             try:
                 replies = await self._call(
                     "finish",
-                    lambda queue=queue, items=items: self._store.finish(queue, items),
+                    functools.partial(self._store.finish, queue, items),
                     deadline=self.deadline,
                 )
             except Exception as error:  # noqa: BLE001 - handed to every waiting job

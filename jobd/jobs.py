@@ -4,6 +4,7 @@ then finish, retry or dead-letter it; and on cancellation requeue (drain), abort
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -44,7 +45,7 @@ class JobHandler:
             await self._store(job, result, time.monotonic() - started)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a worker bug or Redis gone for good: the lease recovers it
+        except Exception:
             logger.exception("job %s: could not store its outcome", job.id)
 
     async def _run(self, job: ClaimedJob) -> Result:
@@ -98,19 +99,25 @@ class JobHandler:
             return
         error = result.error or ErrorInfo("Error", "unknown")
         if result.final or job.tries >= max_tries:
-            verdict = await finisher.submit(Finish(job, "failed", encode_error(error), keep_ms, True))
+            verdict = await finisher.submit(
+                Finish(job, "failed", encode_error(error), keep_ms, True)
+            )
             self._log_verdict(
-                job, verdict, f"failed for good after try {job.tries}: {error.type}: {error.message}"
+                job,
+                verdict,
+                f"failed for good after try {job.tries}: {error.type}: {error.message}",
             )
             return
         delay = result.retry_delay
         if delay is None:
             delay = backoff_delay(retry, job.tries)
         verdict, _ = await self.worker.call(
-            "retry", lambda: self.worker.store.retry(job, round(delay * 1000), error)
+            "retry", functools.partial(self.worker.store.retry, job, round(delay * 1000), error)
         )
         self._log_verdict(
-            job, verdict, f"{result.outcome} on try {job.tries} ({error.type}: {error.message}); "
+            job,
+            verdict,
+            f"{result.outcome} on try {job.tries} ({error.type}: {error.message}); "
             f"retry in {delay:.3f}s",
         )
 
@@ -126,7 +133,9 @@ class JobHandler:
             self._log_verdict(job, verdict, "aborted while running")
             return
         verdict = await self.worker.call(
-            "requeue", lambda: self.worker.store.requeue(job), deadline=self.worker.finisher.deadline
+            "requeue",
+            functools.partial(self.worker.store.requeue, job),
+            deadline=self.worker.finisher.deadline,
         )
         logger.info("job %s: requeued by drain (%s)", job.id, verdict)
 
@@ -134,7 +143,8 @@ class JobHandler:
         if verdict == "stale":
             logger.warning(
                 "job %s (%s): lease lost before its outcome was stored; another worker owns it",
-                job.id, job.function,
+                job.id,
+                job.function,
             )
         elif verdict == "ok":
             logger.info("job %s (%s, queue %s): %s", job.id, job.function, job.queue, text)

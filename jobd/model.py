@@ -71,7 +71,9 @@ class JobInfo:
 
 def encode_payload(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """The stored envelope of a call's arguments."""
-    return serializer.dumps({"v": PAYLOAD_VERSION, "args": list(args), "kwargs": kwargs}, what="args")
+    return serializer.dumps(
+        {"v": PAYLOAD_VERSION, "args": list(args), "kwargs": kwargs}, what="args"
+    )
 
 
 def decode_payload(serializer: Serializer, data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:

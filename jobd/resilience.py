@@ -26,8 +26,16 @@ from jobd.errors import RedisAuthError
 T = TypeVar("T")
 logger = logging.getLogger("jobd.redis")
 
-TRANSIENT_REPLIES = ("LOADING", "MASTERDOWN", "READONLY", "UNBLOCKED", "BUSY", "TRYAGAIN",
-                     "CLUSTERDOWN", "OOM")
+TRANSIENT_REPLIES = (
+    "LOADING",
+    "MASTERDOWN",
+    "READONLY",
+    "UNBLOCKED",
+    "BUSY",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "OOM",
+)
 """Error replies that mean "Redis cannot do this right now" (restarting, failing over, full)."""
 AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
 

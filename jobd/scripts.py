@@ -60,17 +60,17 @@ async def run_async(
     """Run a script on an asyncio client; load it first if Redis does not know it."""
     script = SCRIPTS[name]
     try:
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
     except NoScriptError:
-        await client.execute_command("SCRIPT", "LOAD", script.source)
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        await client.execute_command("SCRIPT", "LOAD", script.source)  # type: ignore[no-untyped-call]
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
 def run_sync(client: redis.Redis, name: str, keys: Sequence[str], args: Sequence[Argument]) -> Any:
     """Run a script on a synchronous client; load it first if Redis does not know it."""
     script = SCRIPTS[name]
     try:
-        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
     except NoScriptError:
-        client.execute_command("SCRIPT", "LOAD", script.source)
-        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        client.execute_command("SCRIPT", "LOAD", script.source)  # type: ignore[no-untyped-call]
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]

@@ -101,12 +101,24 @@ class Store:
         reply = await self._script(
             "claim",
             [
-                keys.queued, keys.scheduled, keys.running, keys.workers,
-                keys.owned(self.worker_id), keys.claim(self.worker_id), keys.wake, keys.activity,
-                keys.dead, keys.job_prefix,
+                keys.queued,
+                keys.scheduled,
+                keys.running,
+                keys.workers,
+                keys.owned(self.worker_id),
+                keys.claim(self.worker_id),
+                keys.wake,
+                keys.activity,
+                keys.dead,
+                keys.job_prefix,
             ],
             [
-                self.worker_id, nonce, count, self.lease_ms, self.gap_ms, self.max_payload_bytes,
+                self.worker_id,
+                nonce,
+                count,
+                self.lease_ms,
+                self.gap_ms,
+                self.max_payload_bytes,
                 PROMOTE_LIMIT,
             ],
         )
@@ -142,7 +154,12 @@ class Store:
             script_keys += [keys.job(job.id), keys.done(job.id)]
             field_name = "result" if item.status == "succeeded" else "error"
             args += [
-                job.id, job.token, item.status, field_name, item.value, item.keep_ms,
+                job.id,
+                job.token,
+                item.status,
+                field_name,
+                item.value,
+                item.keep_ms,
                 "1" if item.dead_letter else "0",
             ]
         reply = await self._script("finish", script_keys, args)
@@ -166,7 +183,11 @@ class Store:
         reply = await self._script(
             "requeue",
             [
-                keys.job(job.id), keys.running, keys.queued, keys.owned(self.worker_id), keys.wake,
+                keys.job(job.id),
+                keys.running,
+                keys.queued,
+                keys.owned(self.worker_id),
+                keys.wake,
                 keys.done(job.id),
             ],
             [job.id, job.token, ABORTED_KEEP_MS],
@@ -190,8 +211,14 @@ class Store:
         reply = await self._script(
             "reap",
             [
-                keys.workers, keys.activity, keys.queued, keys.running, keys.dead, keys.wake,
-                keys.job_prefix, keys.owned_prefix,
+                keys.workers,
+                keys.activity,
+                keys.queued,
+                keys.running,
+                keys.dead,
+                keys.wake,
+                keys.job_prefix,
+                keys.owned_prefix,
             ],
             [self.lease_ms, self.gap_ms, max_lost, REAP_WORKER_LIMIT, ABORTED_KEEP_MS],
         )
@@ -200,19 +227,19 @@ class Store:
 
     async def publish_functions(self, queue: str, names: Iterable[str], until_ms: int) -> None:
         """Tell strict producers which functions live workers of `queue` run, until `until_ms`."""
-        mapping = {name: until_ms for name in names}
+        mapping: dict[str | bytes, int] = {name: until_ms for name in names}
         if mapping:
-            await self.redis.hset(functions_key(self.prefix, queue), mapping=mapping)  # type: ignore[misc]
+            await self.redis.hset(functions_key(self.prefix, queue), mapping=mapping)  # type: ignore[arg-type]
 
     async def leave(self, queue: str) -> None:
         """Remove this worker's heartbeat on a clean exit. If jobs are still owned (a requeue failed),
         the heartbeat is left to expire so that the reaper gives them back."""
         keys = self.keys(queue)
         await self.redis.delete(keys.claim(self.worker_id))
-        if await self.redis.scard(keys.owned(self.worker_id)) == 0:  # type: ignore[misc]
+        if await self.redis.scard(keys.owned(self.worker_id)) == 0:
             await self.redis.zrem(keys.workers, self.worker_id)
 
     async def wait_for_work(self, client: redis.asyncio.Redis, queue: str, timeout: float) -> bool:
         """Block on the queue's wake marker for up to `timeout` seconds; True if woken."""
-        popped = await client.blpop([self.keys(queue).wake], timeout=timeout)  # type: ignore[misc]
+        popped = await client.blpop([self.keys(queue).wake], timeout=timeout)
         return popped is not None

@@ -62,7 +62,7 @@ class SyncClient:
                     if isinstance(request, ScriptCall):
                         reply = run_sync(self.redis, request.name, request.keys, request.args)
                     else:
-                        reply = self.redis.execute_command(*request.args)
+                        reply = self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
                 except Exception as error:  # noqa: BLE001 - re-raised, translated
                     request = operation.throw(translate_error(error, self._url_text))
                 else:
@@ -88,13 +88,22 @@ class SyncClient:
     ) -> SyncJob:
         """Store a job; see `jobd.client.Client.enqueue`."""
         options = commands.enqueue_options(
-            queue=queue or self.default_queue, delay=delay, at=at, priority=priority,
-            max_tries=max_tries, timeout=timeout, expires=expires,
+            queue=queue or self.default_queue,
+            delay=delay,
+            at=at,
+            priority=priority,
+            max_tries=max_tries,
+            timeout=timeout,
+            expires=expires,
         )
         refs = self.run(
             commands.enqueue(
-                self.key_prefix, options, [(function, args, kwargs)], self.serializer,
-                job_ids=[job_id], strict=strict,
+                self.key_prefix,
+                options,
+                [(function, args, kwargs)],
+                self.serializer,
+                job_ids=[job_id],
+                strict=strict,
             )
         )
         return SyncJob(self, refs[0])
@@ -114,8 +123,13 @@ class SyncClient:
     ) -> list[SyncJob]:
         """Store many calls in one round trip; see `jobd.client.Client.enqueue_many`."""
         options = commands.enqueue_options(
-            queue=queue or self.default_queue, delay=delay, at=at, priority=priority,
-            max_tries=max_tries, timeout=timeout, expires=expires,
+            queue=queue or self.default_queue,
+            delay=delay,
+            at=at,
+            priority=priority,
+            max_tries=max_tries,
+            timeout=timeout,
+            expires=expires,
         )
         calls = [(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
         if not calls:
@@ -127,7 +141,9 @@ class SyncClient:
 
     def job(self, job_id: str, *, queue: str | None = None) -> SyncJob:
         """A handle to an existing job (no round trip)."""
-        ref = JobRef(commands.check_job_id(job_id), commands.check_queue(queue or self.default_queue))
+        ref = JobRef(
+            commands.check_job_id(job_id), commands.check_queue(queue or self.default_queue)
+        )
         return SyncJob(self, ref)
 
 
@@ -159,7 +175,9 @@ class SyncJob:
 
     def info(self) -> JobInfo | None:
         client = self._client
-        info: JobInfo | None = client.run(commands.info(client.key_prefix, self._ref, client.serializer))
+        info: JobInfo | None = client.run(
+            commands.info(client.key_prefix, self._ref, client.serializer)
+        )
         return info
 
     def result(self, timeout: float | None = None) -> Any:
@@ -167,5 +185,7 @@ class SyncJob:
         return client.run(commands.result(client.key_prefix, self._ref, client.serializer, timeout))
 
     def abort(self, timeout: float = 2.0) -> bool:
-        aborted: bool = self._client.run(commands.abort(self._client.key_prefix, self._ref, timeout))
+        aborted: bool = self._client.run(
+            commands.abort(self._client.key_prefix, self._ref, timeout)
+        )
         return aborted

@@ -4,6 +4,7 @@ drains on shutdown. State machine: STARTING -> RUNNING -> DRAINING -> CANCELLING
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -125,7 +126,10 @@ class Worker:
         worker = self.settings.worker
         logger.info(
             "worker %s starting: queues=%s concurrency=%d functions=%s",
-            self.worker_id, ",".join(worker.queues), worker.concurrency, ",".join(self.functions),
+            self.worker_id,
+            ",".join(worker.queues),
+            worker.concurrency,
+            ",".join(self.functions),
         )
         try:
             await self._heartbeat_once()
@@ -169,7 +173,7 @@ class Worker:
                 free = concurrency - len(self.running)
                 if free <= 0:
                     break
-                claim = await self.call("claim", lambda q=queue, n=free: self.store.claim(q, n))
+                claim = await self.call("claim", functools.partial(self.store.claim, queue, free))
                 self.handler.report_claim(claim)
                 for job in claim.jobs:
                     self._start(job)
@@ -216,7 +220,8 @@ class Worker:
                 if self.shutdown.stop.is_set():
                     break
                 woken = await self.call(
-                    "wait", lambda: self.store.wait_for_work(client, queue, IDLE_WAIT_SECONDS)
+                    "wait",
+                    functools.partial(self.store.wait_for_work, client, queue, IDLE_WAIT_SECONDS),
                 )
                 if woken:
                     self._work.set()
@@ -227,9 +232,9 @@ class Worker:
         entry = RunningJob(job)
         self.running[(job.queue, job.id)] = entry
         entry.task = asyncio.create_task(self.handler.handle(entry), name=f"job:{job.id}")
-        entry.task.add_done_callback(lambda _, key=(job.queue, job.id): self._release(key))
+        entry.task.add_done_callback(functools.partial(self._release, (job.queue, job.id)))
 
-    def _release(self, key: tuple[str, str]) -> None:
+    def _release(self, key: tuple[str, str], _task: object = None) -> None:
         self.running.pop(key, None)
         self.processed += 1
         self._slot_freed.set()
@@ -251,18 +256,22 @@ class Worker:
         for queue in worker.queues:
             jobs = [entry.job for (q, _), entry in list(self.running.items()) if q == queue]
             lost, aborts = await self.call(
-                "renew", lambda q=queue, j=jobs: self.store.renew(q, j)
+                "renew", functools.partial(self.store.renew, queue, jobs)
             )
             for job_id in lost:
                 if self.cancel(queue, job_id, "lost"):
-                    logger.warning("job %s: lease lost (another worker owns it now); cancelled", job_id)
+                    logger.warning(
+                        "job %s: lease lost (another worker owns it now); cancelled", job_id
+                    )
             for job_id in aborts:
                 self.cancel(queue, job_id, "abort")
             await self.call(
                 "publish functions",
-                lambda q=queue: self.store.publish_functions(q, self.functions, until_ms),
+                functools.partial(self.store.publish_functions, queue, self.functions, until_ms),
             )
-            reaped = await self.call("reap", lambda q=queue: self.store.reap(q, worker.max_lost))
+            reaped = await self.call(
+                "reap", functools.partial(self.store.reap, queue, worker.max_lost)
+            )
             self.handler.report_reaped(queue, reaped)
 
     async def _heartbeat_loop(self) -> None:
@@ -286,11 +295,15 @@ class Worker:
                     if message is not None:
                         queue = channels[message["channel"].decode()]
                         self.cancel(queue, message["data"].decode(), "abort")
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
+            except (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                OSError,
+            ) as error:
                 self.health.failed("abort listener", error)
                 await asyncio.sleep(1.0)  # reconnect backoff
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # -- shutdown ----------------------------------------------------------------------------------
 
@@ -309,7 +322,9 @@ class Worker:
                 self.cancel(queue, job_id, "drain")
             await asyncio.wait(remaining)
 
-    async def _wait_drained(self, tasks: list[asyncio.Task[None]], hurry: asyncio.Task[bool]) -> None:
+    async def _wait_drained(
+        self, tasks: list[asyncio.Task[None]], hurry: asyncio.Task[bool]
+    ) -> None:
         """Wait for running jobs until they are done, drain_timeout passes, or a second signal."""
         pending = set(tasks)
         deadline = time.monotonic() + self.settings.worker.drain_timeout
@@ -326,6 +341,8 @@ class Worker:
         deadline = time.monotonic() + 5
         for queue in self.settings.worker.queues:
             try:
-                await self.call("leave", lambda q=queue: self.store.leave(q), deadline=deadline)
+                await self.call(
+                    "leave", functools.partial(self.store.leave, queue), deadline=deadline
+                )
             except Exception as error:  # noqa: BLE001 - the heartbeat then expires on its own
                 logger.warning("could not deregister from queue %s: %s", queue, error)

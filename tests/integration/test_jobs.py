@@ -42,8 +42,13 @@ async def test_current_job_and_startup_state(
         job = await client.enqueue("context", queue="default")
         context = await job.result(timeout=10)
     assert context == {
-        "id": job.id, "function": "context", "queue": "default", "try": 1, "max_tries": 7,
-        "has_deadline": True, "state": ["pool"],
+        "id": job.id,
+        "function": "context",
+        "queue": "default",
+        "try": 1,
+        "max_tries": 7,
+        "has_deadline": True,
+        "state": ["pool"],
     }
 
 
@@ -168,7 +173,8 @@ async def test_unknown_function_is_dead_lettered_and_worker_goes_on(
         assert failure.value.error_type == "UnknownFunction"
         assert "'no_such_fn' is not registered" in failure.value.message
         assert await (await client.enqueue("echo", 1)).result(timeout=10) == {
-            "args": [1], "kwargs": {},
+            "args": [1],
+            "kwargs": {},
         }
     info = await unknown.info()
     assert info and info.tries == 1
@@ -185,8 +191,12 @@ async def test_unknown_function_is_dead_lettered_and_worker_goes_on(
     ],
 )
 async def test_undecodable_payload_is_dead_lettered(
-    client: Client, redis_url: str, key_prefix: str, redis_server: object,
-    payload: bytes, reason: str,
+    client: Client,
+    redis_url: str,
+    key_prefix: str,
+    redis_server: object,
+    payload: bytes,
+    reason: str,
 ) -> None:
     job = await client.enqueue("echo", delay=3600)
     keys = QueueKeys(key_prefix, "default")

@@ -33,7 +33,7 @@ def wait_until(
 
 async def async_wait_until(
     predicate: Callable[[], bool | Awaitable[bool]],
-    timeout: float = 10,  # noqa: ASYNC109 - same signature as wait_until, on purpose
+    timeout: float = 10,
     interval: float = 0.01,
     message: str = "",
 ) -> None:

@@ -16,8 +16,17 @@ from jobd.worker import State, Worker
 from tests.support.wait import async_wait_until
 
 TEST_FUNCTIONS = (
-    "echo", "sync_echo", "context", "record", "sleep_record", "sync_sleep_record", "fail",
-    "fail_until", "retry_with_delay", "sleep", "not_serializable",
+    "echo",
+    "sync_echo",
+    "context",
+    "record",
+    "sleep_record",
+    "sync_sleep_record",
+    "fail",
+    "fail_until",
+    "retry_with_delay",
+    "sleep",
+    "not_serializable",
 )
 
 
@@ -34,13 +43,14 @@ def settings_for(
     document: dict[str, Any] = {
         "redis": {"url": url, "key_prefix": prefix},
         "worker": {
-            "queues": ["default"], "concurrency": 10, "lease_timeout": "1s",
-            "drain_timeout": "2s", **(worker or {}),
+            "queues": ["default"],
+            "concurrency": 10,
+            "lease_timeout": "1s",
+            "drain_timeout": "2s",
+            **(worker or {}),
         },
         "defaults": {"retry": {"base": "10ms", "max": "50ms", "jitter": False}, **(defaults or {})},
-        "functions": {
-            name: {"path": f"tests.jobs_for_tests:{name}"} for name in TEST_FUNCTIONS
-        },
+        "functions": {name: {"path": f"tests.jobs_for_tests:{name}"} for name in TEST_FUNCTIONS},
     }
     for name, overrides in (functions or {}).items():
         document["functions"].setdefault(name, {"path": f"tests.jobs_for_tests:{name}"})
