@@ -1,0 +1,222 @@
+"""The Lua scripts through the worker's Store against a real Redis: fencing, replay safety, leases,
+reaping and its grace after outages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+import pytest
+import redis
+import redis.asyncio
+
+from jobd.client import Client
+from jobd.keys import QueueKeys
+from jobd.model import ErrorInfo
+from jobd.store import Finish, Store
+from tests.support.redis_server import RedisServer
+
+StoreFactory = Callable[..., Store]
+
+
+def server_ms(admin: redis.Redis) -> int:
+    seconds, microseconds = admin.time()
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+@pytest.fixture
+async def store_for(redis_server: RedisServer, key_prefix: str) -> AsyncIterator[StoreFactory]:
+    """Stores of made-up workers on the session server; their connections close after the test."""
+    clients: list[redis.asyncio.Redis] = []
+
+    def make(worker_id: str, lease_ms: int = 1000) -> Store:
+        clients.append(redis_server.async_client())
+        return Store(
+            clients[-1],
+            prefix=key_prefix,
+            worker_id=worker_id,
+            lease_ms=lease_ms,
+            max_payload_bytes=1024,
+        )
+
+    yield make
+    for connection in clients:
+        await connection.aclose()
+
+
+async def test_finish_with_a_stale_token_changes_nothing(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    job = await client.enqueue("echo", 1)
+    store = store_for("w1")
+    (claimed,) = (await store.claim("default", 10)).jobs
+    genuine = Finish(claimed, "succeeded", b'"mine"', 60_000, False)
+    stale = Finish(replace(claimed, token="w2:99"), "succeeded", b'"zombie"', 60_000, False)
+    assert await store.finish("default", [stale]) == ["stale"]
+    info = await job.info()
+    assert info is not None and info.status == "running" and info.result is None
+    assert await store.finish("default", [genuine]) == ["ok"]
+    # replayed after a lost reply: reported, not applied twice
+    assert await store.finish("default", [genuine]) == ["replayed"]
+    assert await job.result(timeout=1) == "mine"
+
+
+async def test_replayed_claim_returns_the_same_jobs(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    await client.enqueue_many([("echo", (index,), {}) for index in range(5)])
+    store = store_for("w1")
+    # A claim whose reply was lost is sent again with the same nonce (the store keeps it pending).
+    store._pending_nonce["default"] = 7
+    first = await store.claim("default", 2)
+    store._pending_nonce["default"] = 7
+    replay = await store.claim("default", 2)
+    assert [job.id for job in replay.jobs] == [job.id for job in first.jobs]
+    assert {job.token for job in replay.jobs} == {"w1:7"}
+    keys = QueueKeys(key_prefix, "default")
+    admin = redis_server.client()
+    assert admin.zcard(keys.queued) == 3 and admin.zcard(keys.running) == 2
+    fresh = await store.claim("default", 2)
+    assert not {job.id for job in fresh.jobs} & {job.id for job in first.jobs}
+
+
+async def test_replayed_enqueue_creates_nothing(client: Client) -> None:
+    first = await client.enqueue("echo", 1, job_id="once")
+    again = await client.enqueue("echo", 1, job_id="once")
+    assert first.created and not again.created
+
+
+async def test_dead_worker_jobs_are_requeued_charging_the_try(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    job = await client.enqueue("echo", 1)
+    dead = store_for("dead-worker", lease_ms=300)
+    live = store_for("live-worker", lease_ms=300)
+    (claimed,) = (await dead.claim("default", 1)).jobs
+    keys = QueueKeys(key_prefix, "default")
+    admin = redis_server.client()
+    # The queue has been busy for a whole lease, and the dead worker's heartbeat ran out long ago.
+    now_ms = server_ms(admin)
+    admin.hset(keys.activity, mapping={"since": now_ms - 10_000, "last": now_ms})
+    admin.zadd(keys.workers, {"dead-worker": now_ms - 5_000})
+    reaped = await live.reap("default", max_lost=3)
+    assert reaped.requeued == [claimed.id] and reaped.workers == ["dead-worker"]
+    info = await job.info()
+    assert info is not None and info.status == "queued" and info.lost == 1 and info.tries == 1
+    # the dead worker's late finish is refused
+    late = Finish(claimed, "succeeded", b"1", 60_000, False)
+    assert await dead.finish("default", [late]) == ["stale"]
+    (again,) = (await live.claim("default", 1)).jobs
+    assert again.id == claimed.id and again.tries == 2 and again.lost == 1
+
+
+async def test_no_reaping_right_after_a_gap_in_activity(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    """After a Redis pause or restart every heartbeat looks expired; live workers get a lease to
+    renew before anything is taken from them."""
+    await client.enqueue("echo", 1)
+    owner = store_for("owner", lease_ms=300)
+    other = store_for("other", lease_ms=300)
+    (claimed,) = (await owner.claim("default", 1)).jobs
+    keys = QueueKeys(key_prefix, "default")
+    admin = redis_server.client()
+    now_ms = server_ms(admin)
+    # Nobody touched the queue for 5 s (a pause), and the owner's heartbeat is long expired.
+    admin.hset(keys.activity, mapping={"since": now_ms - 60_000, "last": now_ms - 5_000})
+    admin.zadd(keys.workers, {"owner": now_ms - 4_000})
+    assert (await other.reap("default", max_lost=3)).requeued == []
+    lost, aborts = await owner.renew("default", [claimed])
+    assert (lost, aborts) == ([], [])
+    assert (await other.reap("default", max_lost=3)).requeued == []
+    assert redis_server.client().hget(keys.job(claimed.id), "status") == b"running"
+
+
+async def test_worker_lost_max_lost_times_dead_letters_the_job(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    job = await client.enqueue("echo", 1)
+    keys = QueueKeys(key_prefix, "default")
+    admin = redis_server.client()
+    reaper = store_for("reaper", lease_ms=300)
+    for attempt in range(2):
+        victim = store_for(f"victim{attempt}", lease_ms=300)
+        assert [claimed.id for claimed in (await victim.claim("default", 1)).jobs] == [job.id]
+        now_ms = server_ms(admin)
+        admin.hset(keys.activity, mapping={"since": now_ms - 10_000, "last": now_ms})
+        admin.zadd(keys.workers, {f"victim{attempt}": now_ms - 5_000})
+        reaped = await reaper.reap("default", max_lost=2)
+    assert reaped.dead == [job.id]
+    info = await job.info()
+    assert info is not None and info.status == "failed" and info.lost == 2
+    assert info.error is not None and info.error.type == "WorkerLost"
+    assert "worker died 2 times while running this job" in info.error.message
+    assert admin.zrange(keys.dead, 0, -1) == [job.id.encode()]
+
+
+async def test_renew_reports_lost_leases_and_abort_requests(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    first = await client.enqueue("echo", 1)
+    second = await client.enqueue("echo", 2)
+    store = store_for("w1")
+    one, two = (await store.claim("default", 2)).jobs
+    assert {one.id, two.id} == {first.id, second.id}
+    keys = QueueKeys(key_prefix, "default")
+    redis_server.client().hset(keys.job(one.id), "token", "someone-else:1")
+    assert await client.job(two.id).abort(timeout=0.01) is False  # requested, not yet cancelled
+    lost, aborts = await store.renew("default", [one, two])
+    assert (lost, aborts) == ([one.id], [two.id])
+
+
+async def test_retry_and_requeue_are_fenced_and_replay_safe(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    await client.enqueue("echo", 1)
+    await client.enqueue("echo", 2)
+    store = store_for("w1")
+    retried, requeued = (await store.claim("default", 2)).jobs
+    error = ErrorInfo("ValueError", "boom")
+    assert (await store.retry(retried, 60_000, error))[0] == "ok"
+    assert (await store.retry(retried, 60_000, error))[0] == "replayed"
+    assert await store.requeue(requeued) == "ok"
+    assert await store.requeue(requeued) == "stale"
+    info = await client.job(requeued.id).info()
+    assert info is not None and info.status == "queued" and info.tries == 0
+    info = await client.job(retried.id).info()
+    assert info is not None and info.status == "scheduled" and info.tries == 1
+
+
+async def test_oversized_payload_is_dead_lettered_at_claim(
+    redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    async with Client(redis_server.url, key_prefix=key_prefix) as big_client:
+        job = await big_client.enqueue("echo", "x" * 5000)
+    store = store_for("w1")  # limit 1024 bytes
+    claim = await store.claim("default", 10)
+    assert claim.jobs == [] and claim.dead == [job.id]
+    admin = redis_server.client()
+    error = admin.hget(QueueKeys(key_prefix, "default").job(job.id), "error")
+    assert error is not None and b"payload is 5031 bytes, limit 1024" in error
+
+
+def test_every_key_of_a_queue_is_in_one_cluster_slot() -> None:
+    from redis.crc import key_slot
+
+    keys = QueueKeys("jobd", "emails")
+    names = [
+        keys.queued,
+        keys.scheduled,
+        keys.running,
+        keys.dead,
+        keys.workers,
+        keys.seq,
+        keys.wake,
+        keys.activity,
+        keys.job("a{b}c"),
+        keys.done("x"),
+        keys.owned("host:1:abc"),
+        keys.claim("host:1:abc"),
+        keys.job_prefix,
+    ]
+    assert len({key_slot(name.encode()) for name in names}) == 1
