@@ -23,6 +23,8 @@ from jobd.serializer import Serializer
 
 TRACEBACK_LIMIT = 16_384
 """Characters of a traceback kept in Redis; the rest is cut (with a marker) to bound memory."""
+MESSAGE_LIMIT = 4_096
+"""Characters of an error message kept in Redis."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +75,10 @@ def error_info(error: BaseException) -> ErrorInfo:
         text = (
             text[: TRACEBACK_LIMIT // 2] + "\n[… traceback cut …]\n" + text[-TRACEBACK_LIMIT // 2 :]
         )
-    return ErrorInfo(type(error).__name__, str(error), text)
+    message = str(error)
+    if len(message) > MESSAGE_LIMIT:
+        message = message[:MESSAGE_LIMIT] + " [… cut …]"
+    return ErrorInfo(type(error).__name__, message, text)
 
 
 def _final(error_type: str, message: str) -> Result:

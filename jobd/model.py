@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from jobd.errors import PayloadError
-from jobd.serializer import Serializer
+from jobd.errors import PayloadError, PayloadTooLarge, SerializationError
+from jobd.serializer import Serializer, find_unserializable
 
 PAYLOAD_VERSION = 1
 """Major version of the payload envelope; a worker refuses envelopes of a newer major version."""
@@ -70,10 +71,21 @@ class JobInfo:
 
 
 def encode_payload(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """The stored envelope of a call's arguments."""
-    return serializer.dumps(
-        {"v": PAYLOAD_VERSION, "args": list(args), "kwargs": kwargs}, what="args"
-    )
+    """The stored envelope of a call's arguments; errors name the argument (`args[0]`, `kwargs['x']`)."""
+    try:
+        return serializer.dumps(
+            {"v": PAYLOAD_VERSION, "args": list(args), "kwargs": kwargs}, what="arguments"
+        )
+    except PayloadTooLarge:
+        raise
+    except SerializationError as error:
+        culprit = find_unserializable(list(args), "args") or find_unserializable(kwargs, "kwargs")
+        if culprit is None:
+            raise
+        raise SerializationError(
+            f"{culprit} cannot be encoded as JSON; pass only str, int, float, bool, None, lists "
+            "and dicts with string keys"
+        ) from error
 
 
 def decode_payload(serializer: Serializer, data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -151,8 +163,6 @@ def decode_error(data: bytes | None) -> ErrorInfo | None:
     """The stored error JSON ({"type", "message", "traceback"}) as ErrorInfo."""
     if not data:
         return None
-    import json
-
     try:
         raw = json.loads(data)
         return ErrorInfo(str(raw["type"]), str(raw["message"]), str(raw.get("traceback", "")))
@@ -161,8 +171,6 @@ def decode_error(data: bytes | None) -> ErrorInfo | None:
 
 
 def encode_error(error: ErrorInfo) -> bytes:
-    import json
-
     return json.dumps(
         {"type": error.type, "message": error.message, "traceback": error.traceback}
     ).encode()

@@ -36,7 +36,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _find_unserializable(value: Any, path: str) -> str | None:
+def find_unserializable(value: Any, path: str) -> str | None:
     """Return 'path (type)' of the first value JSON cannot carry, for an error message."""
     if value is None or isinstance(value, (str, bool, int)):
         return None
@@ -44,7 +44,7 @@ def _find_unserializable(value: Any, path: str) -> str | None:
         return None if math.isfinite(value) else f"{path} (float {value!r})"
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _find_unserializable(item, f"{path}[{index}]")
+            found = find_unserializable(item, f"{path}[{index}]")
             if found:
                 return found
         return None
@@ -52,7 +52,7 @@ def _find_unserializable(value: Any, path: str) -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"{path} (dict key {key!r} of type {type(key).__name__})"
-            found = _find_unserializable(item, f"{path}[{key!r}]")
+            found = find_unserializable(item, f"{path}[{key!r}]")
             if found:
                 return found
         return None
@@ -75,7 +75,7 @@ class JsonSerializer:
         try:
             data = self._encoder.encode(value).encode()
         except (TypeError, ValueError) as error:
-            culprit = _find_unserializable(value, what) or what
+            culprit = find_unserializable(value, what) or what
             raise SerializationError(
                 f"{culprit} cannot be encoded as JSON: {error}; pass only str, int, float, bool, "
                 "None, lists and dicts with string keys"

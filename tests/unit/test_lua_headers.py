@@ -1,0 +1,47 @@
+"""Every Lua script documents itself, and its wrappers pass the keys its header declares."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from jobd.scripts import SCRIPT_NAMES, SCRIPTS, _read, declared_keys, header, run_sync
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_header_says_what_why_keys_arguments_and_reply(name: str) -> None:
+    text = header(_read(name))
+    assert text.startswith(f"-- {name}.lua: "), "the header opens with the file name and purpose"
+    assert "Atomic" in text, "the header says why the operation must be atomic"
+    assert "KEYS[1]" in text
+    assert "Returns" in text
+    assert "ARGV" in text or name == "observe"
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_keys_in_header_are_numbered_without_gaps(name: str) -> None:
+    numbers = sorted({int(n) for n in re.findall(r"KEYS\[(\d+)\]", header(_read(name)))})
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_script_body_uses_only_declared_keys(name: str) -> None:
+    text = _read(name)
+    body = text[len(header(text)) :]
+    fixed, more = declared_keys(text)
+    used = {int(n) for n in re.findall(r"KEYS\[(\d+)\]", body)}
+    assert used <= set(range(1, fixed + 1)), "every KEYS[i] the body reads is in the header"
+    if not more:
+        assert "#KEYS" not in body
+
+
+def test_a_wrapper_passing_the_wrong_keys_fails_before_redis() -> None:
+    with pytest.raises(ValueError, match=r"claim.lua declares 10 keys, got 2"):
+        run_sync(None, "claim", ["a", "b"], [])  # type: ignore[arg-type]
+
+
+def test_library_is_prepended_to_every_script() -> None:
+    library = _read("_lib")
+    assert all(script.source.startswith(library) for script in SCRIPTS.values())
+    assert len({script.sha for script in SCRIPTS.values()}) == len(SCRIPTS)
