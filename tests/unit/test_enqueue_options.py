@@ -64,5 +64,5 @@ def test_good_job_ids(job_id: str) -> None:
 
 
 def test_bad_function_name() -> None:
-    with pytest.raises(InvalidJobOption, match="function name 'send email' is not valid"):
+    with pytest.raises(InvalidJobOption, match=r"function name 'send email' is not valid"):
         commands.check_function("send email")
