@@ -54,7 +54,7 @@ def test_bad_options_are_named(options: dict[str, object], message: str) -> None
 
 @pytest.mark.parametrize("job_id", ["", "has space", "new\nline", "nul\x00", "x" * 201])
 def test_bad_job_ids(job_id: str) -> None:
-    with pytest.raises(InvalidJobOption, match="job_id .* is not valid"):
+    with pytest.raises(InvalidJobOption, match=r"job_id .* is not valid"):
         commands.check_job_id(job_id)
 
 
