@@ -82,8 +82,15 @@ class RedisCaller:
         self.max_delay = max_delay
 
     async def __call__(
-        self, what: str, call: Callable[[], Awaitable[T]], *, deadline: float | None = None
+        self,
+        what: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        deadline: float | None = None,
+        keep_trying: bool = False,
     ) -> T:
+        """Run `call` until it works. Transient errors are retried; with `keep_trying`, so is any
+        other error (logged once per streak), because a loop of the worker must not die of one."""
         attempt = 0
         while True:
             try:
@@ -93,9 +100,12 @@ class RedisCaller:
                     raise RedisAuthError(
                         f"Redis at {self.url_text} refused the credentials: {error}"
                     ) from error
-                if not is_transient(error):
+                if is_transient(error):
+                    self.health.failed(what, error)
+                elif not keep_trying:
                     raise
-                self.health.failed(what, error)
+                elif attempt == 0:
+                    logger.exception("%s failed; retrying with backoff", what)
                 attempt += 1
                 delay = min(self.max_delay, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
                 if deadline is not None and time.monotonic() + delay > deadline:

@@ -46,6 +46,15 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class Renewal:
+    """What a heartbeat learned: jobs whose lease is lost, jobs to abort, orphans given back."""
+
+    lost: list[str]
+    aborts: list[str]
+    released: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Reaped:
     requeued: list[str]
     dead: list[str]
@@ -195,15 +204,27 @@ class Store:
         assert isinstance(reply, bytes)
         return reply.decode()
 
-    async def renew(self, queue: str, jobs: Iterable[ClaimedJob]) -> tuple[list[str], list[str]]:
-        """Heartbeat: extend this worker's lease; returns (ids whose lease is lost, ids to abort)."""
+    async def renew(self, queue: str, jobs: Iterable[ClaimedJob]) -> Renewal:
+        """Heartbeat: extend this worker's lease; reports lost leases, aborts and released orphans."""
         keys = self.keys(queue)
         args: list[Argument] = [self.worker_id, self.lease_ms, self.gap_ms]
         for job in jobs:
             args += [job.id, job.token]
-        reply = await self._script("renew", [keys.workers, keys.activity, keys.job_prefix], args)
+        reply = await self._script(
+            "renew",
+            [
+                keys.workers,
+                keys.activity,
+                keys.job_prefix,
+                keys.owned(self.worker_id),
+                keys.queued,
+                keys.running,
+                keys.wake,
+            ],
+            args,
+        )
         assert isinstance(reply, list)
-        return _texts(reply[0]), _texts(reply[1])
+        return Renewal(_texts(reply[0]), _texts(reply[1]), _texts(reply[2]))
 
     async def reap(self, queue: str, max_lost: int) -> Reaped:
         """Requeue the jobs of workers whose heartbeat is gone."""

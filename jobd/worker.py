@@ -173,7 +173,9 @@ class Worker:
                 free = concurrency - len(self.running)
                 if free <= 0:
                     break
-                claim = await self.call("claim", functools.partial(self.store.claim, queue, free))
+                claim = await self.call(
+                    "claim", functools.partial(self.store.claim, queue, free), keep_trying=True
+                )
                 self.handler.report_claim(claim)
                 for job in claim.jobs:
                     self._start(job)
@@ -222,6 +224,7 @@ class Worker:
                 woken = await self.call(
                     "wait",
                     functools.partial(self.store.wait_for_work, client, queue, IDLE_WAIT_SECONDS),
+                    keep_trying=True,
                 )
                 if woken:
                     self._work.set()
@@ -255,22 +258,27 @@ class Worker:
         until_ms = round((time.time() + 3 * worker.lease_timeout) * 1000)
         for queue in worker.queues:
             jobs = [entry.job for (q, _), entry in list(self.running.items()) if q == queue]
-            lost, aborts = await self.call(
-                "renew", functools.partial(self.store.renew, queue, jobs)
+            renewal = await self.call(
+                "renew", functools.partial(self.store.renew, queue, jobs), keep_trying=True
             )
-            for job_id in lost:
+            for job_id in renewal.lost:
                 if self.cancel(queue, job_id, "lost"):
                     logger.warning(
                         "job %s: lease lost (another worker owns it now); cancelled", job_id
                     )
-            for job_id in aborts:
+            for job_id in renewal.aborts:
                 self.cancel(queue, job_id, "abort")
+            for job_id in renewal.released:
+                logger.warning(
+                    "job %s: claimed but never received (lost reply); queued again", job_id
+                )
             await self.call(
                 "publish functions",
                 functools.partial(self.store.publish_functions, queue, self.functions, until_ms),
+                keep_trying=True,
             )
             reaped = await self.call(
-                "reap", functools.partial(self.store.reap, queue, worker.max_lost)
+                "reap", functools.partial(self.store.reap, queue, worker.max_lost), keep_trying=True
             )
             self.handler.report_reaped(queue, reaped)
 

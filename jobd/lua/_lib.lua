@@ -13,7 +13,7 @@ end
 -- Score in the queued ZSET: higher priority first, then enqueue order. Formatted with %.0f because
 -- tostring() keeps only 14 significant digits.
 local function queue_score(priority, seq)
-  return string.format('%.0f', tonumber(seq) - tonumber(priority) * PRIORITY_SPAN)
+  return string.format('%.0f', (tonumber(seq) or 0) - (tonumber(priority) or 0) * PRIORITY_SPAN)
 end
 
 -- Wake one idle worker blocked on the queue's marker list (at most one marker waits there).

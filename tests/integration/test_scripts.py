@@ -126,8 +126,8 @@ async def test_no_reaping_right_after_a_gap_in_activity(
     admin.hset(keys.activity, mapping={"since": now_ms - 60_000, "last": now_ms - 5_000})
     admin.zadd(keys.workers, {"owner": now_ms - 4_000})
     assert (await other.reap("default", max_lost=3)).requeued == []
-    lost, aborts = await owner.renew("default", [claimed])
-    assert (lost, aborts) == ([], [])
+    renewal = await owner.renew("default", [claimed])
+    assert (renewal.lost, renewal.aborts, renewal.released) == ([], [], [])
     assert (await other.reap("default", max_lost=3)).requeued == []
     assert redis_server.client().hget(keys.job(claimed.id), "status") == b"running"
 
@@ -165,8 +165,25 @@ async def test_renew_reports_lost_leases_and_abort_requests(
     keys = QueueKeys(key_prefix, "default")
     redis_server.client().hset(keys.job(one.id), "token", "someone-else:1")
     assert await client.job(two.id).abort(timeout=0.01) is False  # requested, not yet cancelled
-    lost, aborts = await store.renew("default", [one, two])
-    assert (lost, aborts) == ([one.id], [two.id])
+    renewal = await store.renew("default", [one, two])
+    assert (renewal.lost, renewal.aborts) == ([one.id], [two.id])
+
+
+async def test_renew_gives_back_jobs_claimed_but_never_received(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    """A claim whose reply never arrived (even after retries) must not strand its jobs."""
+    job = await client.enqueue("echo", 1)
+    store = store_for("w1", lease_ms=300)
+    (orphan,) = (await store.claim("default", 1)).jobs
+    keys = QueueKeys(key_prefix, "default")
+    admin = redis_server.client()
+    assert (await store.renew("default", [])).released == []  # too recent: maybe in flight
+    admin.hset(keys.job(orphan.id), "started_at", server_ms(admin) - 1_000)
+    assert (await store.renew("default", [])).released == [job.id]
+    info = await job.info()
+    assert info is not None and info.status == "queued" and info.tries == 0
+    assert admin.scard(keys.owned("w1")) == 0 and admin.zcard(keys.running) == 0
 
 
 async def test_retry_and_requeue_are_fenced_and_replay_safe(

@@ -1,0 +1,59 @@
+"""The worker's Redis call helper: what it retries, what it gives up on, what it turns into errors."""
+
+from __future__ import annotations
+
+import pytest
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from jobd.errors import RedisAuthError
+from jobd.resilience import RedisCaller, RedisHealth
+
+
+def failing(*errors: Exception) -> object:
+    """An async callable raising `errors` in turn, then returning 'done'."""
+    remaining = list(errors)
+
+    async def call() -> str:
+        if remaining:
+            raise remaining.pop(0)
+        return "done"
+
+    return call
+
+
+async def test_transient_errors_are_retried_and_health_recovers() -> None:
+    health = RedisHealth()
+    caller = RedisCaller(health, "redis://host", max_delay=0.01)
+    call = failing(RedisConnectionError("reset"), ResponseError("LOADING Redis is loading"))
+    assert await caller("claim", call) == "done"  # type: ignore[arg-type]
+    assert health.available and health.errors == 2 and health.reconnects == 1
+
+
+async def test_other_errors_raise_unless_keep_trying() -> None:
+    caller = RedisCaller(RedisHealth(), "redis://host", max_delay=0.01)
+    with pytest.raises(ResponseError, match="ERR bug"):
+        await caller("claim", failing(ResponseError("ERR bug")))  # type: ignore[arg-type]
+    call = failing(ResponseError("ERR bug"), ResponseError("ERR bug"))
+    assert await caller("claim", call, keep_trying=True) == "done"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AuthenticationError("invalid username-password pair"),
+        ResponseError("NOAUTH Authentication required."),
+        ResponseError("NOPERM this user has no permissions to run the 'evalsha' command"),
+    ],
+)
+async def test_credential_errors_stop_at_once(error: Exception) -> None:
+    caller = RedisCaller(RedisHealth(), "redis://jobd:***@host", max_delay=0.01)
+    with pytest.raises(RedisAuthError, match=r"Redis at redis://jobd:\*\*\*@host refused"):
+        await caller("claim", failing(error), keep_trying=True)  # type: ignore[arg-type]
+
+
+async def test_deadline_gives_up() -> None:
+    caller = RedisCaller(RedisHealth(), "redis://host", max_delay=0.05)
+    errors = [RedisConnectionError("down")] * 100
+    with pytest.raises(RedisConnectionError):
+        await caller("requeue", failing(*errors), deadline=0.0)  # type: ignore[arg-type]
