@@ -38,13 +38,31 @@ def connection_options(socket_timeout: float, connect_timeout: float) -> dict[st
     }
 
 
+AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
+
+
+def is_auth_error(error: BaseException) -> bool:
+    return isinstance(error, AuthenticationError) or (
+        isinstance(error, ResponseError) and str(error).startswith(AUTH_REPLIES)
+    )
+
+
+def auth_message(url_text: str, error: BaseException) -> str:
+    """Say what to do about a credential error, not only what Redis replied."""
+    text = str(error)
+    if "NOAUTH" in text or "HELLO must be called with the client already authenticated" in text:
+        hint = "Redis requires a password and none was given: put it in redis.url"
+    elif "NOPERM" in text:
+        hint = "the Redis ACL user lacks a permission jobd needs"
+    else:
+        hint = "wrong user name or password in redis.url"
+    return f"Redis at {url_text} refused the credentials ({hint}): {text}"
+
+
 def translate_error(error: Exception, url_text: str) -> Exception:
     """Turn redis-py errors a user cannot act on into jobd errors that say what to do."""
-    if isinstance(error, AuthenticationError) or (
-        isinstance(error, ResponseError)
-        and str(error).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
-    ):
-        return RedisAuthError(f"Redis at {url_text} refused the credentials: {error}")
+    if is_auth_error(error):
+        return RedisAuthError(auth_message(url_text, error))
     if isinstance(error, RedisConnectionError):
         return RedisUnavailable(f"cannot reach Redis at {url_text}: {error}")
     return error

@@ -21,6 +21,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
+from jobd.client import auth_message, is_auth_error
 from jobd.errors import RedisAuthError
 
 T = TypeVar("T")
@@ -37,19 +38,12 @@ TRANSIENT_REPLIES = (
     "OOM",
 )
 """Error replies that mean "Redis cannot do this right now" (restarting, failing over, full)."""
-AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
 
 
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError)):
         return not isinstance(error, AuthenticationError)
     return isinstance(error, ResponseError) and str(error).startswith(TRANSIENT_REPLIES)
-
-
-def is_auth_error(error: BaseException) -> bool:
-    return isinstance(error, AuthenticationError) or (
-        isinstance(error, ResponseError) and str(error).startswith(AUTH_REPLIES)
-    )
 
 
 class RedisHealth:
@@ -97,9 +91,7 @@ class RedisCaller:
                 value = await call()
             except Exception as error:
                 if is_auth_error(error):
-                    raise RedisAuthError(
-                        f"Redis at {self.url_text} refused the credentials: {error}"
-                    ) from error
+                    raise RedisAuthError(auth_message(self.url_text, error)) from error
                 if is_transient(error):
                     self.health.failed(what, error)
                 elif not keep_trying:

@@ -49,7 +49,8 @@ class Finish:
 class Renewal:
     """What a heartbeat learned: jobs whose lease is lost, jobs to abort, orphans given back."""
 
-    lost: list[str]
+    lost: list[tuple[str, str]]
+    """(job id, token) of runs whose lease is lost."""
     aborts: list[str]
     released: list[str]
 
@@ -224,7 +225,10 @@ class Store:
             args,
         )
         assert isinstance(reply, list)
-        return Renewal(_texts(reply[0]), _texts(reply[1]), _texts(reply[2]))
+        lost = _texts(reply[0])
+        return Renewal(
+            list(zip(lost[::2], lost[1::2], strict=True)), _texts(reply[1]), _texts(reply[2])
+        )
 
     async def reap(self, queue: str, max_lost: int) -> Reaped:
         """Requeue the jobs of workers whose heartbeat is gone."""

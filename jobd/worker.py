@@ -26,7 +26,7 @@ from jobd.registry import RegisteredFunction
 from jobd.resilience import RedisCaller, RedisHealth
 from jobd.serializer import JsonSerializer
 from jobd.settings import Settings
-from jobd.store import Store
+from jobd.store import Renewal, Store
 
 logger = logging.getLogger("jobd.worker")
 
@@ -84,7 +84,9 @@ class Worker:
         self.worker_id = new_worker_id()
         self.health = RedisHealth()
         worker = settings.worker
-        self.running: dict[tuple[str, str], RunningJob] = {}
+        # keyed by (queue, id, token): a job reaped from this worker and claimed by it again is a
+        # new run, and the stale one must not be mistaken for it
+        self.running: dict[tuple[str, str, str], RunningJob] = {}
         self.processed = 0
         options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
         self.redis = redis.asyncio.Redis.from_url(settings.redis.url, **options)
@@ -233,23 +235,29 @@ class Worker:
 
     def _start(self, job: ClaimedJob) -> None:
         entry = RunningJob(job)
-        self.running[(job.queue, job.id)] = entry
+        key = (job.queue, job.id, job.token)
+        self.running[key] = entry
         entry.task = asyncio.create_task(self.handler.handle(entry), name=f"job:{job.id}")
-        entry.task.add_done_callback(functools.partial(self._release, (job.queue, job.id)))
+        entry.task.add_done_callback(functools.partial(self._release, key))
 
-    def _release(self, key: tuple[str, str], _task: object = None) -> None:
+    def _release(self, key: tuple[str, str, str], _task: object = None) -> None:
         self.running.pop(key, None)
         self.processed += 1
         self._slot_freed.set()
 
-    def cancel(self, queue: str, job_id: str, reason: str) -> bool:
-        """Cancel a running job of this worker; the handler acts on `reason`."""
-        entry = self.running.get((queue, job_id))
-        if entry is None or entry.task is None or entry.cancel_reason is not None:
-            return False
-        entry.cancel_reason = reason
-        entry.task.cancel()
-        return True
+    def cancel(self, queue: str, job_id: str, reason: str, token: str | None = None) -> bool:
+        """Cancel the runs of a job (only the one under `token`, if given); the handler acts on
+        `reason`. Returns True if a run was cancelled."""
+        cancelled = False
+        for (entry_queue, entry_id, entry_token), entry in list(self.running.items()):
+            if entry_queue != queue or entry_id != job_id or token not in (None, entry_token):
+                continue
+            if entry.task is None or entry.cancel_reason is not None:
+                continue
+            entry.cancel_reason = reason
+            entry.task.cancel()
+            cancelled = True
+        return cancelled
 
     # -- leases and abort requests -----------------------------------------------------------------
 
@@ -257,12 +265,11 @@ class Worker:
         worker = self.settings.worker
         until_ms = round((time.time() + 3 * worker.lease_timeout) * 1000)
         for queue in worker.queues:
-            jobs = [entry.job for (q, _), entry in list(self.running.items()) if q == queue]
             renewal = await self.call(
-                "renew", functools.partial(self.store.renew, queue, jobs), keep_trying=True
+                "renew", functools.partial(self._renew, queue), keep_trying=True
             )
-            for job_id in renewal.lost:
-                if self.cancel(queue, job_id, "lost"):
+            for job_id, token in renewal.lost:
+                if self.cancel(queue, job_id, "lost", token=token):
                     logger.warning(
                         "job %s: lease lost (another worker owns it now); cancelled", job_id
                     )
@@ -281,6 +288,12 @@ class Worker:
                 "reap", functools.partial(self.store.reap, queue, worker.max_lost), keep_trying=True
             )
             self.handler.report_reaped(queue, reaped)
+
+    async def _renew(self, queue: str) -> Renewal:
+        """Renew with the jobs running now: a retried call must not send a list from before an
+        outage (a job claimed since would look like an orphan and run twice)."""
+        jobs = [entry.job for (q, _, _), entry in list(self.running.items()) if q == queue]
+        return await self.store.renew(queue, jobs)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.worker.lease_timeout / 3
@@ -326,8 +339,8 @@ class Worker:
             self._transition(State.CANCELLING)
             self.finisher.deadline = time.monotonic() + 10
             remaining = [entry.task for entry in self.running.values() if entry.task is not None]
-            for queue, job_id in list(self.running):
-                self.cancel(queue, job_id, "drain")
+            for queue, job_id, token in list(self.running):
+                self.cancel(queue, job_id, "drain", token=token)
             await asyncio.wait(remaining)
 
     async def _wait_drained(

@@ -8,7 +8,8 @@
 -- KEYS[1] workers (ZSET)  KEYS[2] activity (HASH)  KEYS[3] job hash prefix (ids come from the worker)
 -- KEYS[4] owned:<worker> (SET)  KEYS[5] queued  KEYS[6] running  KEYS[7] wake
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] activity gap ms  ARGV[4..] pairs: job id, token
--- Returns {{ids whose lease is lost}, {ids with an abort request}, {orphans released}}
+-- Returns {{id, token, id, token ... of runs whose lease is lost}, {ids with an abort request},
+-- {orphans released}}
 local now = now_ms()
 local lease = tonumber(ARGV[2])
 touch_activity(KEYS[2], now, tonumber(ARGV[3]))
@@ -21,6 +22,7 @@ for i = 4, #ARGV, 2 do
   local state = redis.call('HMGET', KEYS[3] .. id, 'status', 'token', 'abort')
   if state[1] ~= 'running' or state[2] ~= ARGV[i + 1] then
     lost[#lost + 1] = id
+    lost[#lost + 1] = ARGV[i + 1]
   elseif state[3] then
     aborts[#aborts + 1] = id
   end

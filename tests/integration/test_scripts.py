@@ -166,7 +166,7 @@ async def test_renew_reports_lost_leases_and_abort_requests(
     redis_server.client().hset(keys.job(one.id), "token", "someone-else:1")
     assert await client.job(two.id).abort(timeout=0.01) is False  # requested, not yet cancelled
     renewal = await store.renew("default", [one, two])
-    assert (renewal.lost, renewal.aborts) == ([one.id], [two.id])
+    assert (renewal.lost, renewal.aborts) == ([(one.id, one.token)], [two.id])
 
 
 async def test_renew_gives_back_jobs_claimed_but_never_received(
