@@ -21,8 +21,8 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
-from jobd.client import auth_message, is_auth_error
 from jobd.errors import RedisAuthError
+from jobd.producer import auth_message, is_auth_error
 
 T = TypeVar("T")
 logger = logging.getLogger("jobd.redis")

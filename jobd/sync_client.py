@@ -8,16 +8,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis
+import redis.retry
 
-from jobd import commands
-from jobd.client import Call, connection_options, redact_url, translate_error
-from jobd.commands import JobRef, Operation, ScriptCall
+from jobd.client import RETRY_ATTEMPTS, connection_options, retry_backoff
+from jobd.commands import Operation, ScriptCall
 from jobd.model import JobInfo, JobStatus
+from jobd.producer import Call, Handle, Producer
 from jobd.scripts import run_sync
-from jobd.serializer import DEFAULT_MAX_BYTES, JsonSerializer, Serializer
+from jobd.serializer import DEFAULT_MAX_BYTES
 
 
-class SyncClient:
+class SyncClient(Producer):
     """Blocking producer client. Use as `with SyncClient(url) as jobs:` or call `close()`."""
 
     def __init__(
@@ -31,17 +32,14 @@ class SyncClient:
         connect_timeout: float = 5.0,
         redis_client: redis.Redis | None = None,
     ) -> None:
-        self.key_prefix = commands.check_queue(key_prefix)
-        self.default_queue = commands.check_queue(default_queue)
-        self.serializer: Serializer = JsonSerializer(max_payload_bytes)
-        self._url_text = redact_url(url)
+        super().__init__(
+            url, key_prefix=key_prefix, default_queue=default_queue,
+            max_payload_bytes=max_payload_bytes,
+        )  # fmt: skip
         self._owns_redis = redis_client is None
         options = connection_options(socket_timeout, connect_timeout)
-        options["retry"] = redis.retry.Retry(options["retry"]._backoff, 3)
+        options["retry"] = redis.retry.Retry(retry_backoff(), RETRY_ATTEMPTS)
         self.redis = redis_client or redis.Redis.from_url(url, **options)
-
-    def __repr__(self) -> str:
-        return f"SyncClient({self._url_text!r}, key_prefix={self.key_prefix!r})"
 
     def __enter__(self) -> SyncClient:
         return self
@@ -64,7 +62,7 @@ class SyncClient:
                     else:
                         reply = self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
                 except Exception as error:  # noqa: BLE001 - re-raised, translated
-                    request = operation.throw(translate_error(error, self._url_text))
+                    request = operation.throw(self.translate(error))
                 else:
                     request = operation.send(reply)
         except StopIteration as stop:
@@ -87,26 +85,12 @@ class SyncClient:
         **kwargs: Any,
     ) -> SyncJob:
         """Store a job; see `jobd.client.Client.enqueue`."""
-        options = commands.enqueue_options(
-            queue=queue or self.default_queue,
-            delay=delay,
-            at=at,
-            priority=priority,
-            max_tries=max_tries,
-            timeout=timeout,
-            expires=expires,
-        )
-        refs = self.run(
-            commands.enqueue(
-                self.key_prefix,
-                options,
-                [(function, args, kwargs)],
-                self.serializer,
-                job_ids=[job_id],
-                strict=strict,
-            )
-        )
-        return SyncJob(self, refs[0])
+        operation = self.enqueue_operation(
+            [(function, args, kwargs)], [job_id], queue=queue, delay=delay, at=at,
+            priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, strict=strict,
+        )  # fmt: skip
+        (ref,) = self.run(operation)
+        return SyncJob(self, ref)
 
     def enqueue_many(
         self,
@@ -122,70 +106,36 @@ class SyncClient:
         strict: bool = False,
     ) -> list[SyncJob]:
         """Store many calls in one round trip; see `jobd.client.Client.enqueue_many`."""
-        options = commands.enqueue_options(
-            queue=queue or self.default_queue,
-            delay=delay,
-            at=at,
-            priority=priority,
-            max_tries=max_tries,
-            timeout=timeout,
-            expires=expires,
-        )
-        calls = [(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
+        calls = list(calls)
         if not calls:
             return []
-        refs = self.run(
-            commands.enqueue(self.key_prefix, options, calls, self.serializer, strict=strict)
-        )
-        return [SyncJob(self, ref) for ref in refs]
+        operation = self.enqueue_operation(
+            calls, queue=queue, delay=delay, at=at, priority=priority, max_tries=max_tries,
+            timeout=timeout, expires=expires, strict=strict,
+        )  # fmt: skip
+        return [SyncJob(self, ref) for ref in self.run(operation)]
 
     def job(self, job_id: str, *, queue: str | None = None) -> SyncJob:
         """A handle to an existing job (no round trip)."""
-        ref = JobRef(
-            commands.check_job_id(job_id), commands.check_queue(queue or self.default_queue)
-        )
-        return SyncJob(self, ref)
+        return SyncJob(self, self.ref(job_id, queue))
 
 
-class SyncJob:
+class SyncJob(Handle):
     """Blocking handle to one job; see `jobd.client.Job`."""
 
-    def __init__(self, client: SyncClient, ref: JobRef) -> None:
-        self._client = client
-        self._ref = ref
-
-    @property
-    def id(self) -> str:
-        return self._ref.id
-
-    @property
-    def queue(self) -> str:
-        return self._ref.queue
-
-    @property
-    def created(self) -> bool:
-        return self._ref.created
-
-    def __repr__(self) -> str:
-        return f"SyncJob(id={self.id!r}, queue={self.queue!r})"
+    _producer: SyncClient
 
     def status(self) -> JobStatus:
-        status: JobStatus = self._client.run(commands.status(self._client.key_prefix, self._ref))
+        status: JobStatus = self._producer.run(self._status())
         return status
 
     def info(self) -> JobInfo | None:
-        client = self._client
-        info: JobInfo | None = client.run(
-            commands.info(client.key_prefix, self._ref, client.serializer)
-        )
+        info: JobInfo | None = self._producer.run(self._info())
         return info
 
     def result(self, timeout: float | None = None) -> Any:
-        client = self._client
-        return client.run(commands.result(client.key_prefix, self._ref, client.serializer, timeout))
+        return self._producer.run(self._result(timeout))
 
     def abort(self, timeout: float = 2.0) -> bool:
-        aborted: bool = self._client.run(
-            commands.abort(self._client.key_prefix, self._ref, timeout)
-        )
+        aborted: bool = self._producer.run(self._abort(timeout))
         return aborted
