@@ -27,25 +27,12 @@ from typing import Any, Self
 import tomli_w
 
 from tests.support.wait import wait_until
+from tests.support.worker import TEST_FUNCTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
 EXIT_TIMEOUT = 20.0
 
-TEST_FUNCTIONS = (
-    "echo",
-    "sync_echo",
-    "context",
-    "record",
-    "sleep_record",
-    "sync_sleep_record",
-    "fail",
-    "fail_until",
-    "retry_with_delay",
-    "sleep",
-    "not_serializable",
-)
-"""Functions of tests.jobs_for_tests that write_config registers (name = attribute name)."""
 
 _LIVE: set[Daemon] = set()
 _COUNTER = itertools.count(1)
