@@ -6,8 +6,10 @@ Exit codes: 0 ok, 1 operational failure, 2 usage error, 78 configuration or cred
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from jobd import __version__
@@ -125,7 +127,19 @@ def _run(path: str, *, burst: bool) -> int:
     settings = config.load(path)
     for warning in config.warnings_for(settings):
         print(f"warning: {warning}", file=sys.stderr)
-    return daemon.run(settings, burst=burst)
+    code = daemon.run(settings, burst=burst)
+    lingering = [thread for thread in threading.enumerate() if thread.name.startswith("jobd-sync")]
+    if lingering:
+        # Plain-def jobs cannot be cancelled; drain already requeued them. Python would join their
+        # threads at exit and hold the process (and a systemd stop) until they return.
+        logging.getLogger("jobd.daemon").warning(
+            "exiting with %d job threads still running (their jobs were requeued)", len(lingering)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

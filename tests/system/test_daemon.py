@@ -360,6 +360,28 @@ def test_second_sigterm_cuts_the_drain_short(
     assert ledger.events("end", job.id) == []
 
 
+def test_drain_does_not_wait_for_a_plain_def_job_thread(
+    tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
+    client: SyncClient,
+    ledger: Ledger,
+    make_daemon: MakeDaemon,
+) -> None:
+    """A thread cannot be cancelled: the job is requeued and the process exits all the same."""
+    config = write_config(tmp_path, redis_url, key_prefix, worker={"drain_timeout": "0.5s"})
+    daemon = make_daemon(config).start()
+    daemon.wait_running()
+    job = client.enqueue("sync_sleep_record", 60, ledger.key)
+    ledger.wait("start", 1, job.id)
+    daemon.terminate()
+    assert daemon.wait_exit(15) == EXIT_OK
+    assert "exiting with 1 job threads still running" in daemon.log_text()
+    info = job.info()
+    assert info is not None
+    assert (info.status, info.tries) == (JobStatus.QUEUED, 0)
+
+
 # -- a worker killed --------------------------------------------------------------------------
 
 
