@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from jobd.errors import ConfigError, RedisAuthError
+from jobd.health import Health
+from jobd.http import HttpServer
+from jobd.metrics import Metrics
 from jobd.registry import RegisteredFunction, build_registry, load_hooks
 from jobd.settings import Settings
-from jobd.worker import Shutdown, Worker
+from jobd.systemd import Notifier
+from jobd.worker import Instruments, Shutdown, Worker
 
 logger = logging.getLogger("jobd.daemon")
 
@@ -61,20 +66,37 @@ def _install_signal_handlers(shutdown: Shutdown) -> None:
 
 
 async def serve(settings: Settings, *, burst: bool = False) -> int:
-    """Run the worker with hooks and signal handling until it stops; returns the exit code."""
+    """Run the worker with hooks, probes and signal handling until it stops; returns the exit code."""
     functions, hooks = prepare(settings)
+    instruments = Instruments(
+        metrics=Metrics(),
+        health=Health(max_loop_lag=settings.http.max_loop_lag),
+        notifier=Notifier(os.environ),
+    )
+    server = HttpServer(
+        settings.http.host, settings.http.port, settings.http.listen,
+        instruments.health, instruments.metrics,
+    )  # fmt: skip
+    server.start()
     shutdown = Shutdown()
     _install_signal_handlers(shutdown)
     state: dict[str, Any] = {}
-    await _call_hook(hooks.startup, state)
-    worker = Worker(settings, functions, state=state, burst=burst, shutdown=shutdown)
     try:
-        await worker.run()
-    finally:
+        await _call_hook(hooks.startup, state)
+        worker = Worker(
+            settings, functions, state=state, burst=burst, shutdown=shutdown,
+            instruments=instruments,
+        )  # fmt: skip
         try:
-            await _call_hook(hooks.shutdown, state)
-        except Exception:
-            logger.exception("shutdown hook %s failed", settings.hooks.shutdown)
+            await worker.run()
+        finally:
+            try:
+                await _call_hook(hooks.shutdown, state)
+            except Exception:
+                logger.exception("shutdown hook %s failed", settings.hooks.shutdown)
+    finally:
+        server.close()
+        instruments.notifier.close()
     return EXIT_OK
 
 

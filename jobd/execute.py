@@ -43,6 +43,8 @@ class ClaimedJob:
     timeout: float | None
     enqueued_at: datetime
     priority: int
+    due_at_ms: int = 0
+    """When the job became due (ms, Redis clock): the start of its queue wait."""
 
 
 class Outcome(StrEnum):

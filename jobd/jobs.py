@@ -1,5 +1,6 @@
 """What the worker does with one claimed job from start to stored outcome: pick the function, run it,
-then finish, retry or dead-letter it; and on cancellation requeue (drain), abort, or let go (lost)."""
+then finish, retry or dead-letter it; and on cancellation requeue (drain), abort, or let go (lost).
+Each event is one log line and a metric."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import asyncio
 import functools
 import logging
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from jobd.execute import ClaimedJob, Outcome, Result, Runner
+from jobd.metrics import Metrics
 from jobd.model import ErrorInfo, encode_error
 from jobd.retry import backoff_delay
 from jobd.settings import RetrySettings
@@ -20,18 +23,51 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("jobd.jobs")
 
+UNKNOWN = "unknown"
+"""The function label of jobs naming a function the worker does not know (keeps labels bounded)."""
+_DEAD_REASONS = {
+    "UnknownFunction": "unknown_function",
+    "PayloadError": "decode",
+    "PayloadTooLarge": "payload_too_large",
+    "WorkerLost": "worker_lost",
+}
+
+
+def _event(job: ClaimedJob, **fields: object) -> dict[str, object]:
+    """Structured fields of a job's log line (shown as such by --log-format json)."""
+    return {
+        "job_id": job.id,
+        "function": job.function,
+        "queue": job.queue,
+        "try": job.tries,
+        **fields,
+    }
+
 
 class JobHandler:
     """Turns a claimed job into a stored outcome; never lets an exception escape to the worker."""
 
-    def __init__(self, worker: Worker, runner: Runner) -> None:
+    def __init__(self, worker: Worker, runner: Runner, metrics: Metrics) -> None:
         self.worker = worker
         self.runner = runner
+        self.metrics = metrics
         self.settings = worker.settings
 
-    async def handle(self, entry: RunningJob) -> None:
+    def _label(self, function: str) -> str:
+        return function if function in self.worker.functions else UNKNOWN
+
+    async def handle(self, entry: RunningJob, claimed_at_ms: int) -> None:
         job = entry.job
         started = time.monotonic()
+        label = self._label(job.function)
+        self.metrics.jobs_started.labels(job.queue, label).inc()
+        if job.due_at_ms:
+            wait = max(0.0, (claimed_at_ms - job.due_at_ms) / 1000)
+            self.metrics.queue_wait.labels(job.queue).observe(wait)
+        logger.info(
+            "job %s started: %s on queue %s, try %d", job.id, job.function, job.queue, job.tries,
+            extra=_event(job, event="job_started"),
+        )  # fmt: skip
         try:
             try:
                 result = await self._run(job)
@@ -40,7 +76,7 @@ class JobHandler:
                 if task is None or entry.cancel_reason is None:
                     raise
                 task.uncancel()
-                await self._cancelled(job, entry.cancel_reason)
+                await self._cancelled(job, entry.cancel_reason, time.monotonic() - started)
                 return
             await self._store(job, result, time.monotonic() - started)
         except asyncio.CancelledError:
@@ -52,27 +88,16 @@ class JobHandler:
         registered = self.worker.functions.get(job.function)
         if registered is None:
             names = ", ".join(sorted(self.worker.functions)) or "none"
-            return Result(
-                Outcome.FAILED,
-                error=ErrorInfo(
-                    "UnknownFunction",
-                    f"function {job.function!r} is not registered on worker "
-                    f"{self.worker.worker_id} (registered: {names})",
-                ),
-                final=True,
+            message = (
+                f"function {job.function!r} is not registered on worker {self.worker.worker_id} "
+                f"(registered: {names})"
             )
+            return Result(Outcome.FAILED, error=ErrorInfo("UnknownFunction", message), final=True)
         function = registered.settings
         max_tries = job.max_tries or function.max_tries
         if job.tries > max_tries:
-            return Result(
-                Outcome.FAILED,
-                error=ErrorInfo(
-                    "WorkerLost",
-                    f"no tries left: the worker running try {job.tries - 1} of {max_tries} died",
-                ),
-                final=True,
-            )
-        logger.debug("job %s started: %s try %d", job.id, job.function, job.tries)
+            message = f"no tries left: the worker running try {job.tries - 1} of {max_tries} died"
+            return Result(Outcome.FAILED, error=ErrorInfo("WorkerLost", message), final=True)
         return await self.runner.run(
             job,
             registered.func,
@@ -88,6 +113,11 @@ class JobHandler:
             return job.max_tries or defaults.max_tries, defaults.keep_result, defaults.retry
         return job.max_tries or function.max_tries, function.keep_result, function.retry
 
+    def _finished(self, job: ClaimedJob, outcome: str, seconds: float) -> None:
+        label = self._label(job.function)
+        self.metrics.jobs_finished.labels(job.queue, label, outcome).inc()
+        self.metrics.job_duration.labels(job.queue, label).observe(seconds)
+
     async def _store(self, job: ClaimedJob, result: Result, seconds: float) -> None:
         max_tries, keep_result, retry = self._function_settings(job)
         keep_ms = round(keep_result * 1000)
@@ -95,65 +125,97 @@ class JobHandler:
         if result.outcome == Outcome.SUCCEEDED:
             assert result.value is not None
             verdict = await finisher.submit(Finish(job, "succeeded", result.value, keep_ms, False))
-            self._log_verdict(job, verdict, f"succeeded in {seconds:.3f}s")
+            if self._stored(job, verdict, seconds):
+                self._finished(job, "succeeded", seconds)
+                logger.info(
+                    "job %s succeeded in %.3fs", job.id, seconds,
+                    extra=_event(job, event="job_finished", outcome="succeeded", duration=seconds),
+                )  # fmt: skip
             return
         error = result.error or ErrorInfo("Error", "unknown")
+        outcome = "timed_out" if result.outcome == Outcome.TIMED_OUT else "failed"
         if result.final or job.tries >= max_tries:
             verdict = await finisher.submit(
                 Finish(job, "failed", encode_error(error), keep_ms, True)
             )
-            self._log_verdict(
-                job,
-                verdict,
-                f"failed for good after try {job.tries}: {error.type}: {error.message}",
-            )
+            if self._stored(job, verdict, seconds):
+                self._finished(job, outcome, seconds)
+                reason = _DEAD_REASONS.get(error.type, "failed")
+                self.metrics.dead_lettered.labels(
+                    job.queue, self._label(job.function), reason
+                ).inc()
+                logger.error(
+                    "job %s failed for good on try %d, dead-lettered: %s: %s", job.id, job.tries,
+                    error.type, error.message,
+                    extra=_event(job, event="job_dead", outcome=outcome, duration=seconds,
+                                 error_type=error.type, reason=reason),
+                )  # fmt: skip
             return
         delay = result.retry_delay
         if delay is None:
             delay = backoff_delay(retry, job.tries)
-        verdict, _ = await self.worker.call(
+        verdict, due_ms = await self.worker.call(
             "retry", functools.partial(self.worker.store.retry, job, round(delay * 1000), error)
         )
-        self._log_verdict(
-            job,
-            verdict,
-            f"{result.outcome} on try {job.tries} ({error.type}: {error.message}); "
-            f"retry in {delay:.3f}s",
-        )
+        if self._stored(job, verdict, seconds):
+            self._finished(job, "retried" if outcome == "failed" else outcome, seconds)
+            due = datetime.fromtimestamp(due_ms / 1000, UTC).isoformat(timespec="milliseconds")
+            logger.warning(
+                "job %s %s on try %d (%s: %s); next try at %s", job.id,
+                "timed out" if outcome == "timed_out" else "failed", job.tries, error.type,
+                error.message, due,
+                extra=_event(job, event="job_retry", outcome=outcome, duration=seconds,
+                             error_type=error.type, next_try_at=due),
+            )  # fmt: skip
 
-    async def _cancelled(self, job: ClaimedJob, reason: str) -> None:
+    async def _cancelled(self, job: ClaimedJob, reason: str, seconds: float) -> None:
         if reason == "lost":
-            return  # another worker owns the job now; nothing of ours may be stored
+            # another worker owns the job now; nothing of ours may be stored
+            self._finished(job, "lost", seconds)
+            return
         if reason == "abort":
             _, keep_result, _ = self._function_settings(job)
             error = encode_error(ErrorInfo("JobAborted", "aborted while running"))
             verdict = await self.worker.finisher.submit(
                 Finish(job, "aborted", error, round(keep_result * 1000), False)
             )
-            self._log_verdict(job, verdict, "aborted while running")
+            if self._stored(job, verdict, seconds):
+                self._finished(job, "aborted", seconds)
+                logger.info(
+                    "job %s aborted while running", job.id,
+                    extra=_event(job, event="job_finished", outcome="aborted", duration=seconds),
+                )  # fmt: skip
             return
         verdict = await self.worker.call(
             "requeue",
             functools.partial(self.worker.store.requeue, job),
             deadline=self.worker.finisher.deadline,
         )
-        logger.info("job %s: requeued by drain (%s)", job.id, verdict)
+        logger.info(
+            "job %s: requeued by drain (%s)", job.id, verdict,
+            extra=_event(job, event="job_requeued"),
+        )  # fmt: skip
 
-    def _log_verdict(self, job: ClaimedJob, verdict: str, text: str) -> None:
+    def _stored(self, job: ClaimedJob, verdict: str, seconds: float) -> bool:
+        """True when the outcome was stored; a stale token means another worker owns the job."""
         if verdict == "stale":
+            self._finished(job, "lost", seconds)
             logger.warning(
                 "job %s (%s): lease lost before its outcome was stored; another worker owns it",
-                job.id,
-                job.function,
-            )
-        elif verdict == "ok":
-            logger.info("job %s (%s, queue %s): %s", job.id, job.function, job.queue, text)
+                job.id, job.function, extra=_event(job, event="job_lost"),
+            )  # fmt: skip
+        return verdict == "ok"
 
-    def report_claim(self, claim: Claim) -> None:
-        for job_id in claim.expired:
-            logger.info("job %s: expired before it could start; dropped", job_id)
-        for job_id in claim.dead:
-            logger.error("job %s: payload above the size limit; dead-lettered", job_id)
+    def report_claim(self, queue: str, claim: Claim) -> None:
+        for job_id, function in claim.expired:
+            self.metrics.jobs_finished.labels(queue, self._label(function), "expired").inc()
+            logger.info("job %s (%s): expired before it could start; dropped", job_id, function)
+        for job_id, function in claim.dead:
+            label = self._label(function)
+            self.metrics.dead_lettered.labels(queue, label, "payload_too_large").inc()
+            logger.error(
+                "job %s (%s): payload above the size limit; dead-lettered", job_id, function
+            )
 
     def report_reaped(self, queue: str, reaped: Reaped) -> None:
         for worker_id in reaped.workers:

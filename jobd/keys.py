@@ -97,3 +97,23 @@ class QueueKeys:
 
     def claim(self, worker_id: str) -> str:
         return self.base + "claim:" + worker_id
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryKeys:
+    """Keys of the worker registry (not tied to a queue, so outside every queue's hash tag):
+
+    <prefix>:registry            ZSET  worker id -> until when (ms) its entry counts as live
+    <prefix>:registry:<wid>      HASH  host, pid, queues (comma-separated), concurrency, running,
+                                       processed, version, started_at (ms), heartbeat_at (ms);
+                                       expires a few heartbeats after the last one
+    """
+
+    prefix: str
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}:registry"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:registry:{worker_id}"

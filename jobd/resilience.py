@@ -22,6 +22,7 @@ from redis.exceptions import (
 )
 
 from jobd.errors import RedisAuthError
+from jobd.metrics import Metrics
 from jobd.producer import auth_message, is_auth_error
 
 T = TypeVar("T")
@@ -47,24 +48,41 @@ def is_transient(error: BaseException) -> bool:
 
 
 class RedisHealth:
-    """Whether the worker's last Redis call worked; logs each transition once."""
+    """Whether the worker's Redis calls work; logs and counts each transition once."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        metrics: Metrics | None = None,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
         self.available = True
         self.errors = 0
         self.reconnects = 0
+        self._metrics = metrics
+        self._on_change = on_change
 
     def failed(self, what: str, error: BaseException) -> None:
         self.errors += 1
+        if self._metrics is not None:
+            self._metrics.redis_errors.labels(type(error).__name__).inc()
         if self.available:
             self.available = False
             logger.error("redis unavailable during %s: %s: %s", what, type(error).__name__, error)
+            if self._metrics is not None:
+                self._metrics.redis_up.set(0)
+            if self._on_change is not None:
+                self._on_change(False)
 
     def succeeded(self) -> None:
         if not self.available:
             self.available = True
             self.reconnects += 1
             logger.warning("redis available again")
+            if self._metrics is not None:
+                self._metrics.redis_reconnects.inc()
+                self._metrics.redis_up.set(1)
+            if self._on_change is not None:
+                self._on_change(True)
 
 
 class RedisCaller:

@@ -101,6 +101,8 @@ class HttpSettings:
 
     # "host:port", "[ipv6]:port"; port 0 picks a free port
     listen: str = "127.0.0.1:9100"
+    # /healthz answers 503 once the event loop has not run a timer for this long
+    max_loop_lag: float = 5.0
     # the host part of `listen`, without brackets
     host: str = field(default="127.0.0.1", metadata=DERIVED)
     # the port part of `listen`

@@ -30,8 +30,10 @@ class Claim:
     jobs: list[ClaimedJob]
     now_ms: int
     next_due_ms: int | None
-    expired: list[str] = field(default_factory=list)
-    dead: list[str] = field(default_factory=list)
+    expired: list[tuple[str, str]] = field(default_factory=list)
+    """(id, function) of jobs dropped because they expired before starting."""
+    dead: list[tuple[str, str]] = field(default_factory=list)
+    """(id, function) of jobs dead-lettered because their payload is above the limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,11 @@ class Reaped:
 
 def _texts(values: Iterable[bytes]) -> list[str]:
     return [value.decode() for value in values]
+
+
+def _pairs(values: list[bytes]) -> list[tuple[str, str]]:
+    texts = _texts(values)
+    return list(zip(texts[::2], texts[1::2], strict=True))
 
 
 def _optional_int(value: bytes | None) -> int | None:
@@ -149,10 +156,11 @@ class Store:
                 timeout=int(row[6]) / 1000 if row[6] else None,
                 enqueued_at=datetime.fromtimestamp(int(row[7]) / 1000, tz=UTC),
                 priority=int(row[8] or 0),
+                due_at_ms=int(row[9] or 0),
             )
             for row in rows
         ]
-        return Claim(jobs, int(now_ms), _optional_int(next_due), _texts(expired), _texts(dead))
+        return Claim(jobs, int(now_ms), _optional_int(next_due), _pairs(expired), _pairs(dead))
 
     async def finish(self, queue: str, items: Sequence[Finish]) -> list[str]:
         """Store outcomes of jobs of one queue in one call; per job 'ok', 'stale' or 'replayed'."""
@@ -225,10 +233,7 @@ class Store:
             args,
         )
         assert isinstance(reply, list)
-        lost = _texts(reply[0])
-        return Renewal(
-            list(zip(lost[::2], lost[1::2], strict=True)), _texts(reply[1]), _texts(reply[2])
-        )
+        return Renewal(_pairs(reply[0]), _texts(reply[1]), _texts(reply[2]))
 
     async def reap(self, queue: str, max_lost: int) -> Reaped:
         """Requeue the jobs of workers whose heartbeat is gone."""

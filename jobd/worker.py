@@ -21,12 +21,16 @@ import redis.asyncio
 from jobd.client import connection_options
 from jobd.execute import ClaimedJob, Runner
 from jobd.finisher import Finisher
+from jobd.health import Health, watch_loop
 from jobd.jobs import JobHandler
+from jobd.metrics import Metrics
+from jobd.monitor import Monitor
 from jobd.registry import RegisteredFunction
 from jobd.resilience import RedisCaller, RedisHealth
 from jobd.serializer import JsonSerializer
 from jobd.settings import Settings
 from jobd.store import Renewal, Store
+from jobd.systemd import Notifier
 
 logger = logging.getLogger("jobd.worker")
 
@@ -49,6 +53,15 @@ class Shutdown:
 
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     hurry: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
+class Instruments:
+    """What the worker reports to: metrics, the probes' health, and systemd."""
+
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=lambda: Health(max_loop_lag=5.0))
+    notifier: Notifier = field(default_factory=lambda: Notifier({}))
 
 
 @dataclass(slots=True)
@@ -75,14 +88,19 @@ class Worker:
         state: dict[str, Any] | None = None,
         burst: bool = False,
         shutdown: Shutdown | None = None,
+        instruments: Instruments | None = None,
     ) -> None:
         self.settings = settings
+        instruments = instruments or Instruments()
+        self.metrics = instruments.metrics
+        self.health = instruments.health
+        self.notifier = instruments.notifier
         self.functions = functions
         self.burst = burst
         self.shutdown = shutdown or Shutdown()
         self.state = State.STARTING
         self.worker_id = new_worker_id()
-        self.health = RedisHealth()
+        self.redis_health = RedisHealth(self.metrics, on_change=lambda _: self._refresh_ready())
         worker = settings.worker
         # keyed by (queue, id, token): a job reaped from this worker and claimed by it again is a
         # new run, and the stale one must not be mistaken for it
@@ -90,7 +108,7 @@ class Worker:
         self.processed = 0
         options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
         self.redis = redis.asyncio.Redis.from_url(settings.redis.url, **options)
-        self.call = RedisCaller(self.health, settings.redis.redacted_url())
+        self.call = RedisCaller(self.redis_health, settings.redis.redacted_url())
         self.store = Store(
             self.redis,
             prefix=settings.redis.key_prefix,
@@ -107,21 +125,37 @@ class Worker:
             state=state if state is not None else {},
         )
         self.finisher = Finisher(self.store, self.call)
-        self.handler = JobHandler(self, runner)
+        self.handler = JobHandler(self, runner, self.metrics)
+        self.monitor = Monitor(self)
+        self.metrics.worker_slots.set(worker.concurrency)
         self._slot_freed = asyncio.Event()
         self._work = asyncio.Event()
         self._idle = asyncio.Event()
-        self._finished = asyncio.Event()
+        self.finished = asyncio.Event()
+        """Set once drained: the helper loops end."""
         self._next_due: dict[str, float] = {}
 
     @property
     def ready(self) -> bool:
         """Taking jobs and reaching Redis (readiness)."""
-        return self.state == State.RUNNING and self.health.available
+        return self.state == State.RUNNING and self.redis_health.available
+
+    def _refresh_ready(self) -> None:
+        ready = self.ready
+        reason = self.state.value if self.state != State.RUNNING else "redis unavailable"
+        self.health.set_ready(ready, reason)
+        self.metrics.ready.set(1 if ready else 0)
 
     def _transition(self, state: State) -> None:
         self.state = state
-        logger.info("worker %s: %s (running jobs: %d)", self.worker_id, state, len(self.running))
+        self._refresh_ready()
+        logger.info(
+            "worker %s: %s (running jobs: %d)", self.worker_id, state, len(self.running),
+            extra={"event": "worker_" + state.value, "worker": self.worker_id},
+        )  # fmt: skip
+
+    def status_line(self) -> str:
+        return f"{self.state.value}: {len(self.running)} running, {self.processed} processed"
 
     async def run(self) -> None:
         """Run until stopped; raises RedisAuthError if Redis refuses the credentials."""
@@ -136,11 +170,16 @@ class Worker:
         try:
             await self._heartbeat_once()
             self._transition(State.RUNNING)
+            self.notifier.ready(self.status_line())
             async with asyncio.TaskGroup() as group:
                 fetcher = group.create_task(self._fetch_loop())
                 helpers = [
                     group.create_task(self._heartbeat_loop()),
                     group.create_task(self._abort_listener()),
+                    group.create_task(self.monitor.probe_redis()),
+                    group.create_task(self.monitor.refresh_queue_figures()),
+                    group.create_task(watch_loop(self.health, 0.25, self.metrics.loop_lag.set)),
+                    group.create_task(self.notifier.watchdog()),
                     *(group.create_task(self._waker(queue)) for queue in worker.queues),
                 ]
                 stop = group.create_task(self.shutdown.stop.wait())
@@ -150,7 +189,7 @@ class Worker:
                 await self._drain()
                 # Flags as well as cancel(): a cancellation that lands inside a redis-py call can be
                 # swallowed, and a helper must not outlive the worker because of it.
-                self._finished.set()
+                self.finished.set()
                 self._idle.set()
                 for task in helpers:
                     task.cancel()
@@ -178,9 +217,9 @@ class Worker:
                 claim = await self.call(
                     "claim", functools.partial(self.store.claim, queue, free), keep_trying=True
                 )
-                self.handler.report_claim(claim)
+                self.handler.report_claim(queue, claim)
                 for job in claim.jobs:
-                    self._start(job)
+                    self._start(job, claim.now_ms)
                 full_batch = full_batch or len(claim.jobs) == free
                 due = claim.next_due_ms
                 self._next_due[queue] = (
@@ -233,16 +272,20 @@ class Worker:
         finally:
             await client.aclose()
 
-    def _start(self, job: ClaimedJob) -> None:
+    def _start(self, job: ClaimedJob, claimed_at_ms: int) -> None:
         entry = RunningJob(job)
         key = (job.queue, job.id, job.token)
         self.running[key] = entry
-        entry.task = asyncio.create_task(self.handler.handle(entry), name=f"job:{job.id}")
+        entry.task = asyncio.create_task(
+            self.handler.handle(entry, claimed_at_ms), name=f"job:{job.id}"
+        )
+        self.metrics.jobs_running.set(len(self.running))
         entry.task.add_done_callback(functools.partial(self._release, key))
 
     def _release(self, key: tuple[str, str, str], _task: object = None) -> None:
         self.running.pop(key, None)
         self.processed += 1
+        self.metrics.jobs_running.set(len(self.running))
         self._slot_freed.set()
 
     def cancel(self, queue: str, job_id: str, reason: str, token: str | None = None) -> bool:
@@ -288,6 +331,12 @@ class Worker:
                 "reap", functools.partial(self.store.reap, queue, worker.max_lost), keep_trying=True
             )
             self.handler.report_reaped(queue, reaped)
+        await self.call(
+            "registry",
+            functools.partial(self.monitor.publish, worker.lease_timeout / 3),
+            keep_trying=True,
+        )
+        self.notifier.status(self.status_line())
 
     async def _renew(self, queue: str) -> Renewal:
         """Renew with the jobs running now: a retried call must not send a list from before an
@@ -297,21 +346,21 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.worker.lease_timeout / 3
-        while not self._finished.is_set():
+        while not self.finished.is_set():
             try:
                 async with asyncio.timeout(interval):
-                    await self._finished.wait()
+                    await self.finished.wait()
             except TimeoutError:
                 await self._heartbeat_once()
 
     async def _abort_listener(self) -> None:
         """Cancels running jobs whose abort was requested (pub/sub; the heartbeat is the fallback)."""
         channels = {self.store.keys(queue).aborts: queue for queue in self.settings.worker.queues}
-        while not self._finished.is_set():
+        while not self.finished.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*channels)
-                while not self._finished.is_set():
+                while not self.finished.is_set():
                     message = await pubsub.get_message(timeout=IDLE_WAIT_SECONDS)
                     if message is not None:
                         queue = channels[message["channel"].decode()]
@@ -321,7 +370,7 @@ class Worker:
                 redis.exceptions.TimeoutError,
                 OSError,
             ) as error:
-                self.health.failed("abort listener", error)
+                self.redis_health.failed("abort listener", error)
                 await asyncio.sleep(1.0)  # reconnect backoff
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -330,6 +379,7 @@ class Worker:
 
     async def _drain(self) -> None:
         self._transition(State.DRAINING)
+        self.notifier.stopping(self.settings.worker.drain_timeout)
         tasks = [entry.task for entry in self.running.values() if entry.task is not None]
         if tasks:
             hurry = asyncio.create_task(self.shutdown.hurry.wait())
@@ -367,3 +417,7 @@ class Worker:
                 )
             except Exception as error:  # noqa: BLE001 - the heartbeat then expires on its own
                 logger.warning("could not deregister from queue %s: %s", queue, error)
+        try:
+            await self.call("withdraw", self.monitor.withdraw, deadline=deadline)
+        except Exception as error:  # noqa: BLE001 - the entry then expires on its own
+            logger.warning("could not remove the registry entry: %s", error)

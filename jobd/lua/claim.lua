@@ -9,14 +9,15 @@
 -- KEYS[10] job hash prefix (job ids are only known after popping them; same hash tag)
 -- ARGV[1] worker id  ARGV[2] nonce  ARGV[3] max jobs  ARGV[4] lease ms  ARGV[5] activity gap ms
 -- ARGV[6] max payload bytes  ARGV[7] promote limit
--- Returns {now, next due ms or '', token, {expired ids}, {dead-lettered ids}, job, job, ...}
--- with each job = {id, function, payload, tries, lost, max_tries, timeout, enqueued_at, priority}.
+-- Returns {now, next due ms or '', token, {expired: id, function, ...}, {dead-lettered: id, function,
+-- ...}, job, job, ...} with each job = {id, function, payload, tries, lost, max_tries, timeout,
+-- enqueued_at, priority, due_at}.
 local worker, nonce = ARGV[1], ARGV[2]
 local token = worker .. ':' .. nonce
 local now = now_ms()
 local job_prefix = KEYS[10]
 local fields = {'id', 'function', 'payload', 'tries', 'lost', 'max_tries', 'timeout', 'enqueued_at',
-  'priority'}
+  'priority', 'due_at'}
 touch_activity(KEYS[8], now, tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), worker)
 
@@ -55,12 +56,13 @@ while #claimed_ids < wanted and rounds < 10 do
   for i = 1, #popped, 2 do
     local id = popped[i]
     local job_key = job_prefix .. id
-    local state = redis.call('HMGET', job_key, 'status', 'expires_at')
+    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function')
     if state[1] == false then
       -- the hash is gone (purged by an operator): nothing to run
     elseif state[2] and tonumber(state[2]) <= now then
       redis.call('DEL', job_key)
       table.insert(reply[4], id)
+      table.insert(reply[4], state[3] or '')
     elseif redis.call('HSTRLEN', job_key, 'payload') > max_bytes then
       local size = redis.call('HSTRLEN', job_key, 'payload')
       redis.call('HSET', job_key, 'status', 'failed', 'finished_at', now, 'error',
@@ -68,6 +70,7 @@ while #claimed_ids < wanted and rounds < 10 do
           message = 'payload is ' .. size .. ' bytes, limit ' .. max_bytes}))
       redis.call('ZADD', KEYS[9], now, id)
       table.insert(reply[5], id)
+      table.insert(reply[5], state[3] or '')
     else
       redis.call('HINCRBY', job_key, 'tries', 1)
       redis.call('HSET', job_key, 'status', 'running', 'started_at', now, 'token', token,

@@ -425,7 +425,7 @@ def test_bad_listen(listen: str, problem: str) -> None:
 
 def test_host_and_port_are_not_keys() -> None:
     assert problems("[http]\nport = 80\n") == [
-        "jobs.toml: http.port: unknown key; expected one of listen"
+        "jobs.toml: http.port: unknown key; expected one of listen, max_loop_lag"
     ]
 
 

@@ -1,0 +1,133 @@
+"""A worker's background observation: probing Redis (readiness), refreshing queue figures for the
+metrics (never inside a scrape), and publishing this worker in the registry that `jobd status` reads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+import redis.asyncio
+
+from jobd import __version__
+from jobd.client import connection_options
+from jobd.keys import RegistryKeys
+
+if TYPE_CHECKING:
+    from jobd.worker import Worker
+
+logger = logging.getLogger("jobd.monitor")
+
+PROBE_INTERVAL = 1.0
+"""Seconds between readiness pings: a paused Redis shows in /readyz within about two of them."""
+PROBE_TIMEOUT = 2.0
+STATS_INTERVAL = 5.0
+"""Seconds between refreshes of the queue depth metrics."""
+
+
+class Monitor:
+    """The observation loops of one worker."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.started_at_ms = round(time.time() * 1000)
+        self.registry = RegistryKeys(worker.settings.redis.key_prefix)
+
+    def _client(self) -> redis.asyncio.Redis:
+        settings = self.worker.settings.redis
+        options = connection_options(PROBE_TIMEOUT, settings.connect_timeout)
+        options["retry"] = None  # one quick answer, not a retried one: this is the probe
+        return redis.asyncio.Redis.from_url(settings.url, **options)
+
+    async def probe_redis(self) -> None:
+        """PING Redis every second with a short timeout; marks the worker unready while it fails
+        (a paused or partitioned Redis would otherwise show only after the socket timeout)."""
+        client = self._client()
+        health = self.worker.redis_health
+        try:
+            while not self.worker.finished.is_set():
+                try:
+                    async with asyncio.timeout(PROBE_TIMEOUT):
+                        await client.ping()
+                except (TimeoutError, redis.exceptions.RedisError, OSError) as error:
+                    health.failed("ping", error if str(error) else TimeoutError("no answer"))
+                    await client.aclose()
+                    client = self._client()
+                else:
+                    health.succeeded()
+                await asyncio.sleep(PROBE_INTERVAL)  # the probe's period
+        finally:
+            await client.aclose()
+
+    async def refresh_queue_figures(self) -> None:
+        """Read queue depths and the head job's age into the metrics every few seconds."""
+        while not self.worker.finished.is_set():
+            try:
+                await self._queue_figures()
+            except (redis.exceptions.RedisError, OSError) as error:
+                logger.debug("queue figures not refreshed: %s", error)
+            await asyncio.sleep(STATS_INTERVAL)  # the refresh period
+
+    async def _queue_figures(self) -> None:
+        metrics = self.worker.metrics
+        client = self.worker.redis
+        for queue in self.worker.settings.worker.queues:
+            keys = self.worker.store.keys(queue)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zcard(keys.queued)
+                pipe.zcard(keys.scheduled)
+                pipe.zcard(keys.running)
+                pipe.zcard(keys.dead)
+                pipe.zrange(keys.queued, 0, 0)
+                pipe.time()
+                queued, scheduled, running, dead, head, (seconds, micros) = await pipe.execute()
+            for state, count in (
+                ("queued", queued),
+                ("scheduled", scheduled),
+                ("running", running),
+                ("dead", dead),
+            ):
+                metrics.queue_jobs.labels(queue, state).set(count)
+            age = 0.0
+            if head:
+                due = await client.hget(keys.job(head[0].decode()), "due_at")
+                if due:
+                    age = max(0.0, int(seconds) + int(micros) / 1e6 - int(due) / 1000)
+            metrics.queue_oldest_age.labels(queue).set(age)
+
+    async def publish(self, interval: float) -> None:
+        """Write this worker's registry entry, live for three heartbeats."""
+        worker = self.worker
+        entry = self.registry.worker(worker.worker_id)
+        live_ms = round(3 * interval * 1000)
+        async with worker.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                entry,
+                mapping={
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "queues": ",".join(worker.settings.worker.queues),
+                    "concurrency": worker.settings.worker.concurrency,
+                    "running": len(worker.running),
+                    "processed": worker.processed,
+                    "version": __version__,
+                    "started_at": self.started_at_ms,
+                    "heartbeat_at": round(time.time() * 1000),
+                },
+            )
+            pipe.pexpire(entry, live_ms)
+            pipe.zadd(self.registry.index, {worker.worker_id: round(time.time() * 1000) + live_ms})
+            # entries of workers that vanished long ago are dropped from the index
+            pipe.zremrangebyscore(self.registry.index, 0, round(time.time() * 1000) - live_ms)
+            await pipe.execute()
+
+    async def withdraw(self) -> None:
+        """Remove this worker's registry entry on a clean exit."""
+        worker = self.worker
+        async with worker.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self.registry.worker(worker.worker_id))
+            pipe.zrem(self.registry.index, worker.worker_id)
+            await pipe.execute()
