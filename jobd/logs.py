@@ -11,19 +11,26 @@ from typing import Literal
 LogFormat = Literal["text", "json"]
 
 
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and the exception, if any)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        # fields passed with `extra=` (event, job_id, function, queue, try, outcome, duration …)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def setup_logging(level: str = "info", log_format: LogFormat = "text") -> None:

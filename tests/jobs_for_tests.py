@@ -107,3 +107,9 @@ async def shutdown(state: dict[str, Any]) -> None:
     path = os.environ.get("SHUTDOWN_MARKER")
     if path:
         Path(path).write_text(str(sorted(state)))  # noqa: ASYNC240 - a tiny test marker
+
+
+async def block_loop(seconds: float) -> str:
+    """Blocks the worker's event loop (a bug users make): /healthz must notice."""
+    time.sleep(seconds)  # noqa: ASYNC251 - blocking on purpose
+    return "unblocked"

@@ -27,6 +27,7 @@ TEST_FUNCTIONS = (
     "retry_with_delay",
     "sleep",
     "not_serializable",
+    "block_loop",
 )
 
 
