@@ -23,13 +23,14 @@ from jobd.execute import ClaimedJob, Runner
 from jobd.finisher import Finisher
 from jobd.health import Health, watch_loop
 from jobd.jobs import JobHandler
+from jobd.leases import LeaseKeeper
 from jobd.metrics import Metrics
 from jobd.monitor import Monitor
 from jobd.registry import RegisteredFunction
 from jobd.resilience import RedisCaller, RedisHealth
 from jobd.serializer import JsonSerializer
 from jobd.settings import Settings
-from jobd.store import Renewal, Store
+from jobd.store import Store
 from jobd.systemd import Notifier
 
 logger = logging.getLogger("jobd.worker")
@@ -127,6 +128,7 @@ class Worker:
         self.finisher = Finisher(self.store, self.call)
         self.handler = JobHandler(self, runner, self.metrics)
         self.monitor = Monitor(self)
+        self.leases = LeaseKeeper(self)
         self.metrics.worker_slots.set(worker.concurrency)
         self._slot_freed = asyncio.Event()
         self._work = asyncio.Event()
@@ -168,14 +170,14 @@ class Worker:
             ",".join(self.functions),
         )
         try:
-            await self._heartbeat_once()
+            await self.leases.heartbeat_once()
             self._transition(State.RUNNING)
             self.notifier.ready(self.status_line())
             async with asyncio.TaskGroup() as group:
                 fetcher = group.create_task(self._fetch_loop())
                 helpers = [
-                    group.create_task(self._heartbeat_loop()),
-                    group.create_task(self._abort_listener()),
+                    group.create_task(self.leases.heartbeat_loop()),
+                    group.create_task(self.leases.abort_listener()),
                     group.create_task(self.monitor.probe_redis()),
                     group.create_task(self.monitor.refresh_queue_figures()),
                     group.create_task(watch_loop(self.health, 0.25, self.metrics.loop_lag.set)),
@@ -301,79 +303,6 @@ class Worker:
             entry.task.cancel()
             cancelled = True
         return cancelled
-
-    # -- leases and abort requests -----------------------------------------------------------------
-
-    async def _heartbeat_once(self) -> None:
-        worker = self.settings.worker
-        until_ms = round((time.time() + 3 * worker.lease_timeout) * 1000)
-        for queue in worker.queues:
-            renewal = await self.call(
-                "renew", functools.partial(self._renew, queue), keep_trying=True
-            )
-            for job_id, token in renewal.lost:
-                if self.cancel(queue, job_id, "lost", token=token):
-                    logger.warning(
-                        "job %s: lease lost (another worker owns it now); cancelled", job_id
-                    )
-            for job_id in renewal.aborts:
-                self.cancel(queue, job_id, "abort")
-            for job_id in renewal.released:
-                logger.warning(
-                    "job %s: claimed but never received (lost reply); queued again", job_id
-                )
-            await self.call(
-                "publish functions",
-                functools.partial(self.store.publish_functions, queue, self.functions, until_ms),
-                keep_trying=True,
-            )
-            reaped = await self.call(
-                "reap", functools.partial(self.store.reap, queue, worker.max_lost), keep_trying=True
-            )
-            self.handler.report_reaped(queue, reaped)
-        await self.call(
-            "registry",
-            functools.partial(self.monitor.publish, worker.lease_timeout / 3),
-            keep_trying=True,
-        )
-        self.notifier.status(self.status_line())
-
-    async def _renew(self, queue: str) -> Renewal:
-        """Renew with the jobs running now: a retried call must not send a list from before an
-        outage (a job claimed since would look like an orphan and run twice)."""
-        jobs = [entry.job for (q, _, _), entry in list(self.running.items()) if q == queue]
-        return await self.store.renew(queue, jobs)
-
-    async def _heartbeat_loop(self) -> None:
-        interval = self.settings.worker.lease_timeout / 3
-        while not self.finished.is_set():
-            try:
-                async with asyncio.timeout(interval):
-                    await self.finished.wait()
-            except TimeoutError:
-                await self._heartbeat_once()
-
-    async def _abort_listener(self) -> None:
-        """Cancels running jobs whose abort was requested (pub/sub; the heartbeat is the fallback)."""
-        channels = {self.store.keys(queue).aborts: queue for queue in self.settings.worker.queues}
-        while not self.finished.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(*channels)
-                while not self.finished.is_set():
-                    message = await pubsub.get_message(timeout=IDLE_WAIT_SECONDS)
-                    if message is not None:
-                        queue = channels[message["channel"].decode()]
-                        self.cancel(queue, message["data"].decode(), "abort")
-            except (
-                redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError,
-                OSError,
-            ) as error:
-                self.redis_health.failed("abort listener", error)
-                await asyncio.sleep(1.0)  # reconnect backoff
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # -- shutdown ----------------------------------------------------------------------------------
 
