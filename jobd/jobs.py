@@ -8,11 +8,14 @@ import asyncio
 import functools
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from prometheus_client import Counter, Histogram
+
 from jobd.execute import ClaimedJob, Outcome, Result, Runner
-from jobd.metrics import Metrics
+from jobd.metrics import OUTCOMES, Metrics
 from jobd.model import ErrorInfo, encode_error
 from jobd.retry import backoff_delay
 from jobd.settings import RetrySettings
@@ -31,6 +34,14 @@ _DEAD_REASONS = {
     "PayloadTooLarge": "payload_too_large",
     "WorkerLost": "worker_lost",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    started: Counter
+    wait: Histogram
+    duration: Histogram
+    finished: dict[str, Counter]
 
 
 def _event(job: ClaimedJob, **fields: object) -> dict[str, object]:
@@ -52,22 +63,41 @@ class JobHandler:
         self.runner = runner
         self.metrics = metrics
         self.settings = worker.settings
+        self._cache: dict[tuple[str, str], _Series] = {}
 
     def _label(self, function: str) -> str:
         return function if function in self.worker.functions else UNKNOWN
 
+    def _series(self, queue: str, function: str) -> _Series:
+        """The labelled metric children of one queue and function, looked up once."""
+        key = (queue, function)
+        series = self._cache.get(key)
+        if series is None:
+            label = self._label(function)
+            metrics = self.metrics
+            series = self._cache[key] = _Series(
+                started=metrics.jobs_started.labels(queue, label),
+                wait=metrics.queue_wait.labels(queue),
+                duration=metrics.job_duration.labels(queue, label),
+                finished={
+                    outcome: metrics.jobs_finished.labels(queue, label, outcome)
+                    for outcome in OUTCOMES
+                },
+            )
+        return series
+
     async def handle(self, entry: RunningJob, claimed_at_ms: int) -> None:
         job = entry.job
         started = time.monotonic()
-        label = self._label(job.function)
-        self.metrics.jobs_started.labels(job.queue, label).inc()
+        series = self._series(job.queue, job.function)
+        series.started.inc()
         if job.due_at_ms:
-            wait = max(0.0, (claimed_at_ms - job.due_at_ms) / 1000)
-            self.metrics.queue_wait.labels(job.queue).observe(wait)
-        logger.info(
-            "job %s started: %s on queue %s, try %d", job.id, job.function, job.queue, job.tries,
-            extra=_event(job, event="job_started"),
-        )  # fmt: skip
+            series.wait.observe(max(0.0, (claimed_at_ms - job.due_at_ms) / 1000))
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "job %s started: %s on queue %s, try %d", job.id, job.function, job.queue,
+                job.tries, extra=_event(job, event="job_started"),
+            )  # fmt: skip
         try:
             try:
                 result = await self._run(job)
@@ -114,9 +144,9 @@ class JobHandler:
         return job.max_tries or function.max_tries, function.keep_result, function.retry
 
     def _finished(self, job: ClaimedJob, outcome: str, seconds: float) -> None:
-        label = self._label(job.function)
-        self.metrics.jobs_finished.labels(job.queue, label, outcome).inc()
-        self.metrics.job_duration.labels(job.queue, label).observe(seconds)
+        series = self._series(job.queue, job.function)
+        series.finished[outcome].inc()
+        series.duration.observe(seconds)
 
     async def _store(self, job: ClaimedJob, result: Result, seconds: float) -> None:
         max_tries, keep_result, retry = self._function_settings(job)
@@ -127,10 +157,12 @@ class JobHandler:
             verdict = await finisher.submit(Finish(job, "succeeded", result.value, keep_ms, False))
             if self._stored(job, verdict, seconds):
                 self._finished(job, "succeeded", seconds)
-                logger.info(
-                    "job %s succeeded in %.3fs", job.id, seconds,
-                    extra=_event(job, event="job_finished", outcome="succeeded", duration=seconds),
-                )  # fmt: skip
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info(
+                        "job %s succeeded in %.3fs", job.id, seconds,
+                        extra=_event(job, event="job_finished", outcome="succeeded",
+                                     duration=seconds),
+                    )  # fmt: skip
             return
         error = result.error or ErrorInfo("Error", "unknown")
         outcome = "timed_out" if result.outcome == Outcome.TIMED_OUT else "failed"
