@@ -254,5 +254,7 @@ class JobHandler:
             logger.warning("queue %s: worker %s is gone (no heartbeat)", queue, worker_id)
         for job_id in reaped.requeued:
             logger.warning("job %s: its worker died; queued again", job_id)
-        for job_id in reaped.dead:
-            logger.error("job %s: its worker died too often; dead-lettered", job_id)
+        for job_id, function in reaped.dead:
+            label = self._label(function)
+            self.metrics.dead_lettered.labels(queue, label, "worker_lost").inc()
+            logger.error("job %s (%s): its worker died too often; dead-lettered", job_id, function)

@@ -60,7 +60,8 @@ class Renewal:
 @dataclass(frozen=True, slots=True)
 class Reaped:
     requeued: list[str]
-    dead: list[str]
+    dead: list[tuple[str, str]]
+    """(id, function) of jobs dead-lettered because their worker died max_lost times."""
     workers: list[str]
 
 
@@ -253,7 +254,7 @@ class Store:
             [self.lease_ms, self.gap_ms, max_lost, REAP_WORKER_LIMIT, ABORTED_KEEP_MS],
         )
         assert isinstance(reply, list)
-        return Reaped(_texts(reply[0]), _texts(reply[1]), _texts(reply[2]))
+        return Reaped(_texts(reply[0]), _pairs(reply[1]), _texts(reply[2]))
 
     async def publish_functions(self, queue: str, names: Iterable[str], until_ms: int) -> None:
         """Tell strict producers which functions live workers of `queue` run, until `until_ms`."""

@@ -9,7 +9,7 @@
 -- KEYS[7] job hash prefix  KEYS[8] owned set prefix (owned:<worker>; worker ids come from KEYS[1])
 -- ARGV[1] lease ms  ARGV[2] activity gap ms  ARGV[3] max_lost  ARGV[4] max workers per call
 -- ARGV[5] keep ms for jobs aborted while their worker was dead
--- Returns {{requeued ids}, {dead-lettered ids}, {reaped worker ids}}
+-- Returns {{requeued ids}, {dead-lettered: id, function, id, function ...}, {reaped worker ids}}
 local now = now_ms()
 local lease = tonumber(ARGV[1])
 local since = touch_activity(KEYS[2], now, tonumber(ARGV[2]))
@@ -24,7 +24,7 @@ for _, worker in ipairs(workers) do
   local prefix = worker .. ':'
   for _, id in ipairs(redis.call('SMEMBERS', owned_key)) do
     local job_key = KEYS[7] .. id
-    local state = redis.call('HMGET', job_key, 'status', 'token', 'abort')
+    local state = redis.call('HMGET', job_key, 'status', 'token', 'abort', 'function')
     if state[1] == 'running' and state[2] and string.sub(state[2], 1, #prefix) == prefix then
       local lost = redis.call('HINCRBY', job_key, 'lost', 1)
       redis.call('ZREM', KEYS[4], id)
@@ -39,6 +39,7 @@ for _, worker in ipairs(workers) do
               .. max_lost .. ')'}))
         redis.call('ZADD', KEYS[5], now, id)
         dead[#dead + 1] = id
+        dead[#dead + 1] = state[4] or ''
       else
         make_ready(KEYS[3], job_key, id)
         requeued[#requeued + 1] = id

@@ -146,7 +146,7 @@ async def test_worker_lost_max_lost_times_dead_letters_the_job(
         admin.hset(keys.activity, mapping={"since": now_ms - 10_000, "last": now_ms})
         admin.zadd(keys.workers, {f"victim{attempt}": now_ms - 5_000})
         reaped = await reaper.reap("default", max_lost=2)
-    assert reaped.dead == [job.id]
+    assert reaped.dead == [(job.id, "echo")]
     info = await job.info()
     assert info is not None and info.status == "failed" and info.lost == 2
     assert info.error is not None and info.error.type == "WorkerLost"
