@@ -1,6 +1,11 @@
 """The `jobd` command line: argument parsing and exit codes; the work is done elsewhere.
 
+`jobd` / `jobd run` run the worker (jobd.daemon), `jobd check` validates the configuration, and
+the operator commands (status, enqueue, job, dead, config; see jobd/cli_parser.py) live in
+jobd.admin*. Every module behind a command is imported only when that command runs.
+
 Exit codes: 0 ok, 1 operational failure, 2 usage error, 78 configuration or credential error.
+Errors are one line on stderr (a configuration error lists every problem), never a traceback.
 """
 
 from __future__ import annotations
@@ -12,89 +17,16 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from jobd import __version__
+from jobd.cli_parser import build_parser
 from jobd.errors import ConfigError
 
 EXIT_OK = 0
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78
+EXIT_INTERRUPTED = 130
 
-DESCRIPTION = """\
-jobd runs background jobs for async Python from Redis.
-
-Without a command, jobd runs the worker daemon (the same as `jobd run`) on the configuration given
-by --config or the JOBD_CONFIG environment variable.
-"""
-
-EPILOG = """\
-examples:
-  jobd --config jobs.toml              run the worker until SIGTERM/SIGINT (drains first)
-  jobd run --config jobs.toml --burst  run until the queues are empty, then exit
-  jobd check --config jobs.toml        validate the file and import every function and hook
-
-exit codes: 0 ok, 1 failure, 2 usage error, 78 configuration or Redis credential error
-"""
-
-
-def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    default = argparse.SUPPRESS if suppress else None
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        default=default,
-        help="the jobs.toml to use (default: $JOBD_CONFIG)",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default=default,
-        help="least severe log level shown (default: info)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default=default,
-        help="text lines for people, or one JSON object per line (default: text)",
-    )
-
-
-def _run_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    parser.add_argument(
-        "--burst",
-        action="store_true",
-        default=argparse.SUPPRESS if suppress else False,
-        help="process jobs until no job is queued, scheduled or running, then exit 0",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jobd",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"jobd {__version__}")
-    _common(parser, suppress=False)
-    _run_options(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = commands.add_parser(
-        "run",
-        help="run the worker daemon (the default)",
-        description="Run the worker: take jobs from worker.queues until SIGTERM or SIGINT, then "
-        "drain (running jobs get drain_timeout to finish; the rest are requeued without losing a "
-        "try). A second signal stops the wait.",
-    )
-    _common(run, suppress=True)
-    _run_options(run, suppress=True)
-    check = commands.add_parser(
-        "check",
-        help="validate the configuration and import every function and hook",
-        description="Report every problem of the configuration at once (exit 78), or exit 0.",
-    )
-    _common(check, suppress=True)
-    return parser
+__all__ = ["build_parser", "main"]
 
 
 def _config_path(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -142,6 +74,61 @@ def _run(path: str, *, burst: bool) -> int:
     return code
 
 
+def _operate(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run an operator command and turn its errors into an exit code and one line on stderr."""
+    import redis
+
+    from jobd import config
+    from jobd.admin import CommandFailed, UsageError
+    from jobd.errors import InvalidJobOption, RedisAuthError, RedisUnavailable, SerializationError
+    from jobd.producer import auth_message, is_auth_error
+    from jobd.settings import redact_url
+
+    prog = parser.prog
+    url = "the configured URL"
+    try:
+        if not arguments.needs_config:
+            return int(arguments.handler(arguments, None))
+        settings = config.load(_config_path(arguments, parser))
+        url = redact_url(settings.redis.url)
+        return int(arguments.handler(arguments, settings))
+    except (UsageError, InvalidJobOption, SerializationError) as error:
+        print(f"{prog}: error: {error} (see {prog} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandFailed as error:
+        print(f"{prog}: {' '.join(str(error).splitlines())}", file=sys.stderr)
+        return EXIT_FAILURE
+    except RedisAuthError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RedisUnavailable as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except redis.RedisError as error:
+        if is_auth_error(error):
+            print(f"{prog}: {auth_message(url, error)}", file=sys.stderr)
+            return EXIT_CONFIG
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+            print(f"{prog}: cannot reach Redis at {url}: {error}", file=sys.stderr)
+        else:
+            print(f"{prog}: Redis at {url} answered an error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ConfigError:
+        raise  # main() prints every problem and exits 78
+    except BrokenPipeError:
+        # The reader of our output went away (`jobd dead list | head`): not an error to report.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except Exception as error:  # a bug: one line here, the traceback at debug level
+        logging.getLogger("jobd.cli").debug("%s failed", prog, exc_info=True)
+        print(
+            f"{prog}: unexpected error: {type(error).__name__}: {error} "
+            "(jobd --log-level debug COMMAND ... shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jobd` console script; returns the exit code."""
     parser = build_parser()
@@ -149,11 +136,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jobd.logs import setup_logging
 
     setup_logging(arguments.log_level or "info", arguments.log_format or "text")
-    path = _config_path(arguments, parser)
     # Job modules are imported by path, like uvicorn and celery do: from the working directory.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
+        handler = getattr(arguments, "handler", None)
+        if handler is not None:
+            try:
+                return _operate(arguments, arguments.command_parser)
+            except KeyboardInterrupt:
+                print(f"{arguments.command_parser.prog}: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        path = _config_path(arguments, parser)
         if arguments.command == "check":
             return _check(path)
         return _run(path, burst=arguments.burst)

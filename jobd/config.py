@@ -21,6 +21,7 @@ from typing import Any
 import tomli_w
 
 from jobd import config_fields as check
+from jobd.commands import MAX_PRIORITY
 from jobd.config_fields import Reader, join_path, shown_value
 from jobd.durations import format_duration
 from jobd.errors import ConfigError
@@ -55,6 +56,7 @@ _RULES: dict[tuple[type, str], check.Rule] = {
     (RedisSettings, "key_prefix"): check.name("key prefix"),
     (RedisSettings, "socket_timeout"): check.positive,
     (RedisSettings, "connect_timeout"): check.positive,
+    (HttpSettings, "max_loop_lag"): check.positive,
     (WorkerSettings, "concurrency"): check.at_least(1),
     (WorkerSettings, "lease_timeout"): check.lease_timeout,
     (WorkerSettings, "max_lost"): check.at_least(1),
@@ -74,6 +76,7 @@ _RULES: dict[tuple[type, str], check.Rule] = {
     (CronSettings, "schedule"): check.cron_schedule,
     (CronSettings, "timezone"): check.time_zone,
     (CronSettings, "queue"): check.optional_name("queue name"),
+    (CronSettings, "priority"): check.between(-MAX_PRIORITY, MAX_PRIORITY),
 }
 
 

@@ -306,6 +306,15 @@ def at_least(minimum: int) -> Rule:
     )
 
 
+def between(minimum: int, maximum: int) -> Rule:
+    """An integer from `minimum` to `maximum`."""
+    return lambda value, shown: (
+        None
+        if minimum <= value <= maximum
+        else f"must be between {minimum} and {maximum}, got {shown}"
+    )
+
+
 def positive(value: float, shown: str) -> str | None:
     """A duration longer than zero."""
     return None if value > 0 else f"must be longer than 0s, got {shown}"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jobd.errors import ConfigError, RedisAuthError
-from jobd.health import Health
+from jobd.health import Health, watch_loop
 from jobd.http import HttpServer
 from jobd.metrics import Metrics
 from jobd.registry import RegisteredFunction, build_registry, load_hooks
@@ -25,6 +25,8 @@ logger = logging.getLogger("jobd.daemon")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78
+LOOP_TICK_SECONDS = 0.25
+"""How often the event loop watcher ticks (its lateness is jobd_event_loop_lag_seconds)."""
 
 
 def prepare(settings: Settings) -> tuple[Mapping[str, RegisteredFunction], Any]:
@@ -73,11 +75,22 @@ async def serve(settings: Settings, *, burst: bool = False) -> int:
         health=Health(max_loop_lag=settings.http.max_loop_lag),
         notifier=Notifier(os.environ),
     )
+    # Like sd_notify(3)'s unset_environment: job subprocesses must not talk to systemd as us.
+    os.environ.pop("NOTIFY_SOCKET", None)
     server = HttpServer(
         settings.http.host, settings.http.port, settings.http.listen,
         instruments.health, instruments.metrics,
     )  # fmt: skip
     server.start()
+    # The loop watcher spans startup and shutdown hooks too: a loop idling while Redis is down at
+    # startup is alive, and liveness must say so.
+    watcher = asyncio.create_task(
+        watch_loop(
+            instruments.health,
+            min(LOOP_TICK_SECONDS, settings.http.max_loop_lag / 4),
+            instruments.metrics.loop_lag.set,
+        )
+    )
     shutdown = Shutdown()
     _install_signal_handlers(shutdown)
     state: dict[str, Any] = {}
@@ -95,6 +108,7 @@ async def serve(settings: Settings, *, burst: bool = False) -> int:
             except Exception:
                 logger.exception("shutdown hook %s failed", settings.hooks.shutdown)
     finally:
+        watcher.cancel()
         server.close()
         instruments.notifier.close()
     return EXIT_OK

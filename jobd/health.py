@@ -28,6 +28,17 @@ class Health:
         self.reason = "" if ready else reason
 
 
+async def wait_for(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` pass; True if it was set. The shape of every periodic
+    loop: it ends at once when the worker finishes, whatever a swallowed cancellation did."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 async def watch_loop(
     health: Health, interval: float, on_lag: Callable[[float], None] | None = None
 ) -> None:

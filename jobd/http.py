@@ -44,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.NOT_FOUND, b"not found: try /healthz, /readyz or /metrics\n")
 
     def do_HEAD(self) -> None:
-        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"")
+        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"", allow=True)
 
     def _not_allowed(self) -> None:
         self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET is served\n", allow=True)

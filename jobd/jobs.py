@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
 
+from jobd.cron import JOB_ID_PREFIX as CRON_JOB_PREFIX
+from jobd.cron import entry_of
 from jobd.execute import ClaimedJob, Outcome, Result, Runner
 from jobd.metrics import OUTCOMES, Metrics
 from jobd.model import ErrorInfo, encode_error
@@ -64,6 +66,7 @@ class JobHandler:
         self.metrics = metrics
         self.settings = worker.settings
         self._cache: dict[tuple[str, str], _Series] = {}
+        self._cron_names = frozenset(entry.name for entry in worker.settings.cron)
 
     def _label(self, function: str) -> str:
         return function if function in self.worker.functions else UNKNOWN
@@ -147,6 +150,17 @@ class JobHandler:
         series = self._series(job.queue, job.function)
         series.finished[outcome].inc()
         series.duration.observe(seconds)
+        if job.id.startswith(CRON_JOB_PREFIX):
+            self._cron_finished(job, outcome)
+
+    def _cron_finished(self, job: ClaimedJob, outcome: str) -> None:
+        """A try of a cron tick's job ended: counted for its entry, if configured (bounded labels)."""
+        name = entry_of(job.id)
+        if name is None or name not in self._cron_names:
+            return
+        self.metrics.cron_runs.labels(name, outcome).inc()
+        if outcome == "succeeded":
+            self.metrics.cron_last_success.labels(name).set(time.time())
 
     async def _store(self, job: ClaimedJob, result: Result, seconds: float) -> None:
         max_tries, keep_result, retry = self._function_settings(job)
@@ -190,7 +204,8 @@ class JobHandler:
             "retry", functools.partial(self.worker.store.retry, job, round(delay * 1000), error)
         )
         if self._stored(job, verdict, seconds):
-            self._finished(job, "retried" if outcome == "failed" else outcome, seconds)
+            outcome = "retried" if outcome == "failed" else outcome  # as the metric counts it
+            self._finished(job, outcome, seconds)
             due = datetime.fromtimestamp(due_ms / 1000, UTC).isoformat(timespec="milliseconds")
             logger.warning(
                 "job %s %s on try %d (%s: %s); next try at %s", job.id,

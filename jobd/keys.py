@@ -14,6 +14,8 @@ one Redis Cluster slot and each Lua script touches a single slot.
                                           been continuously touched (the reaper's grace after outages)
     <prefix>:{<queue>}:job:<id>     HASH  the job: function, payload, state, tries, result or error
     <prefix>:{<queue>}:done:<id>    LIST  pushed when the job ends, for clients waiting on its result
+    <prefix>:{<queue>}:cron:<name>  HASH  cron entry <name> (enqueued on <queue>): its last tick (ms),
+                                          the tick before it, the last job's id, the worker that fired it
     <prefix>:{<queue>}:aborts       pub/sub channel: ids of running jobs to cancel
 """
 
@@ -97,6 +99,9 @@ class QueueKeys:
 
     def claim(self, worker_id: str) -> str:
         return self.base + "claim:" + worker_id
+
+    def cron(self, name: str) -> str:
+        return self.base + "cron:" + name
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@ listener for abort requests. Cancels runs whose lease is lost or whose abort was
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio
 
+from jobd.health import wait_for
 from jobd.store import Renewal
 
 if TYPE_CHECKING:
@@ -75,10 +75,7 @@ class LeaseKeeper:
     async def heartbeat_loop(self) -> None:
         interval = self.worker.settings.worker.lease_timeout / 3
         while not self.worker.finished.is_set():
-            try:
-                async with asyncio.timeout(interval):
-                    await self.worker.finished.wait()
-            except TimeoutError:
+            if not await wait_for(self.worker.finished, interval):
                 await self.heartbeat_once()
 
     async def abort_listener(self) -> None:
@@ -102,6 +99,6 @@ class LeaseKeeper:
                 OSError,
             ) as error:
                 self.worker.redis_health.failed("abort listener", error)
-                await asyncio.sleep(1.0)  # reconnect backoff
+                await wait_for(self.worker.finished, 1.0)  # reconnect backoff
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

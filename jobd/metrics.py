@@ -1,8 +1,8 @@
 """Prometheus metrics of one worker process, on a private registry (prefix `jobd_`, base units).
 
-Labels are bounded: queue and function names come from the configuration (a job naming an unknown
-function is counted as function="unknown"), outcomes and reasons from fixed lists, errors by class
-name. Never a job id.
+Labels are bounded: queue, function and cron entry names come from the configuration (a job naming
+an unknown function is counted as function="unknown"), outcomes and reasons from fixed lists, errors
+by class name. Never a job id.
 """
 
 from __future__ import annotations
@@ -84,6 +84,27 @@ class Metrics:
         self.dead_lettered = Counter(
             "jobd_jobs_dead_lettered_total", "Jobs this worker moved to the dead letters, by reason.",
             ["queue", "function", "reason"], registry=registry,
+        )  # fmt: skip
+        self.cron_runs = Counter(
+            "jobd_cron_runs_total",
+            "Tries of cron jobs that ended, by entry and outcome (the outcomes of "
+            "jobd_jobs_finished_total).",
+            ["entry", "outcome"], registry=registry,
+        )  # fmt: skip
+        self.cron_last_success = Gauge(
+            "jobd_cron_last_success_timestamp_seconds",
+            "When a job of the entry last succeeded on this worker (Unix time; max over workers).",
+            ["entry"], registry=registry,
+        )  # fmt: skip
+        self.cron_fired = Counter(
+            "jobd_cron_fired_total", "Ticks of the entry this worker enqueued (one worker per tick).",
+            ["entry"], registry=registry,
+        )  # fmt: skip
+        self.cron_missed = Counter(
+            "jobd_cron_missed_ticks_total",
+            "Ticks of the entry that never ran (no worker running, missed policy), counted once "
+            "for the fleet by the worker that fired the next tick.",
+            ["entry"], registry=registry,
         )  # fmt: skip
         self.redis_errors = Counter(
             "jobd_redis_errors_total", "Failed Redis calls, by exception class.", ["error"],

@@ -14,6 +14,7 @@ import redis.asyncio
 
 from jobd import __version__
 from jobd.client import connection_options
+from jobd.health import wait_for
 from jobd.keys import RegistryKeys
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class Monitor:
                     client = self._client()
                 else:
                     health.succeeded()
-                await asyncio.sleep(PROBE_INTERVAL)  # the probe's period
+                await wait_for(self.worker.finished, PROBE_INTERVAL)
         finally:
             await client.aclose()
 
@@ -69,7 +70,7 @@ class Monitor:
                 await self._queue_figures()
             except (redis.exceptions.RedisError, OSError) as error:
                 logger.debug("queue figures not refreshed: %s", error)
-            await asyncio.sleep(STATS_INTERVAL)  # the refresh period
+            await wait_for(self.worker.finished, STATS_INTERVAL)
 
     async def _queue_figures(self) -> None:
         metrics = self.worker.metrics
@@ -103,6 +104,9 @@ class Monitor:
         worker = self.worker
         entry = self.registry.worker(worker.worker_id)
         live_ms = round(3 * interval * 1000)
+        # Redis's clock, as `jobd status` judges liveness by it: worker clocks may be skewed.
+        seconds, micros = await worker.redis.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
         async with worker.redis.pipeline(transaction=False) as pipe:
             pipe.hset(
                 entry,
@@ -115,13 +119,13 @@ class Monitor:
                     "processed": worker.processed,
                     "version": __version__,
                     "started_at": self.started_at_ms,
-                    "heartbeat_at": round(time.time() * 1000),
+                    "heartbeat_at": now_ms,
                 },
             )
             pipe.pexpire(entry, live_ms)
-            pipe.zadd(self.registry.index, {worker.worker_id: round(time.time() * 1000) + live_ms})
+            pipe.zadd(self.registry.index, {worker.worker_id: now_ms + live_ms})
             # entries of workers that vanished long ago are dropped from the index
-            pipe.zremrangebyscore(self.registry.index, 0, round(time.time() * 1000) - live_ms)
+            pipe.zremrangebyscore(self.registry.index, 0, now_ms - live_ms)
             await pipe.execute()
 
     async def withdraw(self) -> None:

@@ -67,7 +67,10 @@ class RedisHealth:
             self._metrics.redis_errors.labels(type(error).__name__).inc()
         if self.available:
             self.available = False
-            logger.error("redis unavailable during %s: %s: %s", what, type(error).__name__, error)
+            logger.error(
+                "redis unavailable during %s: %s: %s", what, type(error).__name__, error,
+                extra={"event": "redis_unavailable", "error_type": type(error).__name__},
+            )  # fmt: skip
             if self._metrics is not None:
                 self._metrics.redis_up.set(0)
             if self._on_change is not None:
@@ -77,7 +80,7 @@ class RedisHealth:
         if not self.available:
             self.available = True
             self.reconnects += 1
-            logger.warning("redis available again")
+            logger.warning("redis available again", extra={"event": "redis_available"})
             if self._metrics is not None:
                 self._metrics.redis_reconnects.inc()
                 self._metrics.redis_up.set(1)

@@ -19,6 +19,9 @@ Argument = str | bytes | int | float
 SCRIPT_NAMES = (
     "abort",
     "claim",
+    "cron",
+    "dead_purge",
+    "dead_retry",
     "enqueue",
     "finish",
     "observe",

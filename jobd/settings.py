@@ -169,7 +169,7 @@ class CronSettings:
     kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # queue to enqueue on; None: the function's queue
     queue: str | None = None
-    # job priority, higher runs first
+    # job priority from -1000 to 1000, higher runs first
     priority: int = 0
     # false keeps the entry in the file but never fires it
     enabled: bool = True

@@ -256,6 +256,30 @@ class Store:
         assert isinstance(reply, list)
         return Reaped(_texts(reply[0]), _pairs(reply[1]), _texts(reply[2]))
 
+    async def fire_cron(
+        self,
+        queue: str,
+        name: str,
+        *,
+        tick_ms: int,
+        job_id: str,
+        function: str,
+        payload: bytes,
+        priority: int,
+        keep_ms: int,
+    ) -> int | None:
+        """Fire one tick of cron entry `name` (enqueue its job) unless it was fired already. Returns
+        the entry's previous fired tick (epoch ms, 0 for none) when this call fired it, else None."""
+        keys = self.keys(queue)
+        reply = await self._script(
+            "cron",
+            [keys.cron(name), keys.queued, keys.scheduled, keys.seq, keys.wake, keys.job(job_id)],
+            [tick_ms, job_id, function, payload, queue, priority, self.worker_id, keep_ms],
+        )
+        assert isinstance(reply, list)
+        fired, previous = reply
+        return int(previous) if fired else None
+
     async def publish_functions(self, queue: str, names: Iterable[str], until_ms: int) -> None:
         """Tell strict producers which functions live workers of `queue` run, until `until_ms`."""
         mapping: dict[str | bytes, int] = {name: until_ms for name in names}

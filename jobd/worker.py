@@ -21,13 +21,14 @@ import redis.asyncio
 from jobd.client import connection_options
 from jobd.execute import ClaimedJob, Runner
 from jobd.finisher import Finisher
-from jobd.health import Health, watch_loop
+from jobd.health import Health
 from jobd.jobs import JobHandler
 from jobd.leases import LeaseKeeper
 from jobd.metrics import Metrics
 from jobd.monitor import Monitor
 from jobd.registry import RegisteredFunction
 from jobd.resilience import RedisCaller, RedisHealth
+from jobd.scheduler import CronScheduler
 from jobd.serializer import JsonSerializer
 from jobd.settings import Settings
 from jobd.store import Store
@@ -180,8 +181,8 @@ class Worker:
                     group.create_task(self.leases.abort_listener()),
                     group.create_task(self.monitor.probe_redis()),
                     group.create_task(self.monitor.refresh_queue_figures()),
-                    group.create_task(watch_loop(self.health, 0.25, self.metrics.loop_lag.set)),
                     group.create_task(self.notifier.watchdog()),
+                    group.create_task(CronScheduler(self).run()),
                     *(group.create_task(self._waker(queue)) for queue in worker.queues),
                 ]
                 stop = group.create_task(self.shutdown.stop.wait())

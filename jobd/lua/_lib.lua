@@ -77,3 +77,29 @@ local function keep_for(job_key, keep_ms)
     redis.call('DEL', job_key)
   end
 end
+
+-- Store a new job unless a job with this id exists (deduplication by id): queued at its place in
+-- the queue, or scheduled when it is due after now. Optional fields ('' = unset): max_tries, timeout
+-- (ms), expires (ms after now). The caller wakes a worker (once, however many jobs it stored).
+-- Returns 1 and the new job's status, or 0 and the status of the job that exists.
+local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, payload, queue,
+                         priority, max_tries, timeout, expires, now, due)
+  if redis.call('EXISTS', job_key) == 1 then
+    return 0, redis.call('HGET', job_key, 'status') or 'unknown'
+  end
+  local seq = redis.call('INCR', seq_key)
+  redis.call('HSET', job_key, 'id', id, 'function', fn, 'payload', payload,
+    'queue', queue, 'priority', priority, 'seq', seq, 'tries', 0, 'lost', 0,
+    'enqueued_at', now, 'due_at', due)
+  if max_tries ~= '' then redis.call('HSET', job_key, 'max_tries', max_tries) end
+  if timeout ~= '' then redis.call('HSET', job_key, 'timeout', timeout) end
+  if expires ~= '' then redis.call('HSET', job_key, 'expires_at', now + tonumber(expires)) end
+  if due > now then
+    redis.call('ZADD', scheduled_key, due, id)
+    redis.call('HSET', job_key, 'status', 'scheduled')
+    return 1, 'scheduled'
+  end
+  redis.call('ZADD', queued_key, queue_score(priority, seq), id)
+  redis.call('HSET', job_key, 'status', 'queued')
+  return 1, 'queued'
+end

@@ -17,34 +17,12 @@ end
 local result = {}
 local woken = false
 for i = 5, #KEYS do
-  local job_key = KEYS[i]
   local base = 8 + (i - 5) * 3
-  local id = ARGV[base]
-  if redis.call('EXISTS', job_key) == 1 then
-    result[#result + 1] = 0
-    result[#result + 1] = redis.call('HGET', job_key, 'status') or 'unknown'
-  else
-    local seq = redis.call('INCR', KEYS[3])
-    redis.call('HSET', job_key, 'id', id, 'function', ARGV[base + 1], 'payload', ARGV[base + 2],
-      'queue', ARGV[1], 'priority', ARGV[2], 'seq', seq, 'tries', 0, 'lost', 0,
-      'enqueued_at', now, 'due_at', due)
-    if ARGV[3] ~= '' then redis.call('HSET', job_key, 'max_tries', ARGV[3]) end
-    if ARGV[4] ~= '' then redis.call('HSET', job_key, 'timeout', ARGV[4]) end
-    if ARGV[7] ~= '' then redis.call('HSET', job_key, 'expires_at', now + tonumber(ARGV[7])) end
-    local status
-    if due > now then
-      redis.call('ZADD', KEYS[2], due, id)
-      redis.call('HSET', job_key, 'status', 'scheduled')
-      status = 'scheduled'
-    else
-      redis.call('ZADD', KEYS[1], queue_score(ARGV[2], seq), id)
-      redis.call('HSET', job_key, 'status', 'queued')
-      status = 'queued'
-    end
-    woken = true
-    result[#result + 1] = 1
-    result[#result + 1] = status
-  end
+  local created, status = store_job(KEYS[1], KEYS[2], KEYS[3], KEYS[i], ARGV[base], ARGV[base + 1],
+    ARGV[base + 2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], now, due)
+  if created == 1 then woken = true end
+  result[#result + 1] = created
+  result[#result + 1] = status
 end
 -- Also for a deferred job: an idle worker wakes, learns the new earliest due time and sleeps until then.
 if woken then wake(KEYS[4]) end

@@ -3,7 +3,8 @@
 A :class:`Daemon` runs ``python -m jobd --config FILE ...`` from the repository root (so that
 ``tests.jobs_for_tests:record`` imports), with stdout and stderr going to a log file that the test
 reads (``log_text()``, ``wait_for_log()``). Teardown (``close()``, the context manager, or an
-``atexit`` hook as a last resort) kills whatever is still running.
+``atexit`` hook as a last resort) kills whatever is still running. ``http_port()`` reads the
+probe port from the startup log line, ``get()`` and ``http()`` call the probe endpoints.
 
 :func:`write_config` writes a ``jobs.toml`` with short test settings and every function of
 ``tests.jobs_for_tests`` registered under its own name.
@@ -15,10 +16,13 @@ import atexit
 import contextlib
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +40,10 @@ EXIT_TIMEOUT = 20.0
 
 _LIVE: set[Daemon] = set()
 _COUNTER = itertools.count(1)
+_HTTP_LINE = re.compile(
+    r"http: serving [^\n]*? on http://(?P<host>\[[^\]]+\]|[^:\s\"]+):(?P<port>\d+)"
+)
+"""The daemon's startup line naming its probe address (in text and JSON log formats alike)."""
 
 
 def write_config(
@@ -44,7 +52,7 @@ def write_config(
     key_prefix: str,
     *,
     filename: str = "jobs.toml",
-    **sections: Mapping[str, Any] | None,
+    **sections: Mapping[str, Any] | list[dict[str, Any]] | None,
 ) -> Path:
     """Write a jobs.toml for tests and return its path.
 
@@ -67,6 +75,8 @@ def write_config(
     for name, table in sections.items():
         if table is None:
             document.pop(name, None)
+        elif isinstance(table, list):
+            document[name] = list(table)  # an array of tables, like [[cron]]
         elif isinstance(document.get(name), dict):
             document[name] = {**document[name], **table}
         else:
@@ -112,6 +122,7 @@ class Daemon:
         self.log_path = log_dir / f"daemon-{next(_COUNTER)}.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
+        self._http_address: tuple[str, int] | None = None
 
     def __repr__(self) -> str:
         return f"<Daemon pid={self.pid} rc={self.returncode} log={self.log_path}>"
@@ -200,6 +211,40 @@ class Daemon:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._proc.pid, signal.SIGCONT)
         self.kill()
+
+    # -- HTTP probes ------------------------------------------------------------------
+    def http_address(self, timeout: float = START_TIMEOUT) -> tuple[str, int]:
+        """(host, port) of /healthz, /readyz and /metrics, from the ``http: serving … on
+        http://HOST:PORT`` log line (waited for; the host keeps its IPv6 brackets)."""
+        if self._http_address is None:
+            self.wait_for_log("http: serving", timeout)
+            match = _HTTP_LINE.search(self.log_text())
+            if match is None:
+                raise AssertionError(f"no http address in the log of {self!r}:\n{self.log_text()}")
+            self._http_address = (match["host"], int(match["port"]))
+        return self._http_address
+
+    def http_port(self, timeout: float = START_TIMEOUT) -> int:
+        """The port of the probe endpoints (``http.listen = "127.0.0.1:0"`` picks a free one)."""
+        return self.http_address(timeout)[1]
+
+    def http(
+        self, method: str, path: str, timeout: float = 10.0
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request to the probe server: (status, headers, body); 4xx/5xx are returned too."""
+        host, port = self.http_address()
+        request = urllib.request.Request(f"http://{host}:{port}{path}", method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, dict(error.headers), error.read()
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+        """GET ``path`` from the probe server: (status, body)."""
+        status, _, body = self.http("GET", path, timeout)
+        return status, body
 
     def log_text(self) -> str:
         try:

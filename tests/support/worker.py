@@ -39,6 +39,7 @@ def settings_for(
     defaults: dict[str, Any] | None = None,
     functions: dict[str, dict[str, Any]] | None = None,
     hooks: dict[str, str] | None = None,
+    cron: list[dict[str, Any]] | None = None,
 ) -> Settings:
     """Settings through the real loader, with short leases and fast retries for tests."""
     document: dict[str, Any] = {
@@ -58,6 +59,8 @@ def settings_for(
         document["functions"][name].update(overrides)
     if hooks:
         document["hooks"] = hooks
+    if cron:
+        document["cron"] = cron
     return config.loads(tomli_w.dumps(document), source="test.toml")
 
 

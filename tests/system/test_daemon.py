@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,10 @@ import pytest
 
 from jobd.model import JobStatus
 from jobd.sync_client import SyncClient
-from tests.support.daemon import REPO_ROOT, Daemon, write_config
+from tests.support.daemon import REPO_ROOT, write_config
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
+from tests.system.conftest import MakeDaemon
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -34,7 +35,6 @@ LEASE = 1.0
 """lease_timeout of the fault tests, seconds."""
 """Deadline of every wait: a hang guard, not a timing assertion."""
 
-MakeDaemon = Callable[..., Daemon]
 JOBD = (sys.executable, "-m", "jobd")
 
 
@@ -106,24 +106,6 @@ def run_jobd(
 
 def wait_status(job: Any, status: JobStatus) -> None:
     wait_until(lambda: job.status() == status, GUARD, interval=0.02, message=f"{job!r} {status}")
-
-
-@pytest.fixture
-def make_daemon(tmp_path: Path, redis_server: RedisServer) -> Iterator[MakeDaemon]:
-    """Factory of daemons with the session server as ledger; kills leftovers, prints logs."""
-    started: list[Daemon] = []
-
-    def make(config: Path | None, *args: str, **kwargs: Any) -> Daemon:
-        kwargs.setdefault("ledger_url", redis_server.url)
-        kwargs.setdefault("log_dir", tmp_path)
-        daemon = Daemon(config, *args, **kwargs)
-        started.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in started:
-        daemon.close()
-        print(f"===== {daemon!r}\n{daemon.log_text()}")  # shown when the test failed
 
 
 @pytest.fixture

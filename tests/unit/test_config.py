@@ -849,3 +849,9 @@ def test_any_text_gives_settings_or_config_error(text: str) -> None:
         assert isinstance(loads(text, environ={}), Settings)
     except ConfigError as error:
         assert error.problems
+
+
+def test_max_loop_lag_must_be_positive() -> None:
+    with pytest.raises(ConfigError) as error:
+        loads('[http]\nmax_loop_lag = "0s"\n', source="jobs.toml")
+    assert error.value.problems == ("jobs.toml: http.max_loop_lag: must be longer than 0s, got 0s",)

@@ -1,0 +1,360 @@
+"""What the operator commands share (`jobd status`, `job`, `dead`, `enqueue`): a short-timeout client
+built from the configuration, the queues to look at, the server's clock, output helpers, and
+`jobd status` itself.
+
+The commands print their output and return an exit code; `CommandFailed` and `UsageError` carry
+the one line that `jobd.cli` prints for exit codes 1 and 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import redis
+import redis.retry
+
+from jobd.client import connection_options, retry_backoff
+from jobd.commands import RESULT_BLOCK_SECONDS, check_queue
+from jobd.keys import QueueKeys, RegistryKeys
+from jobd.settings import Settings
+from jobd.sync_client import SyncClient
+
+CLI_TIMEOUT = 5.0
+"""Socket and connect timeout of the operator commands, seconds (at most; the file may say less)."""
+CLI_RETRIES = 1
+"""redis-py retries of a command that met a connection error or a timeout."""
+
+
+class CommandFailed(Exception):
+    """An operator command could not do its work (exit code 1); the message is one line."""
+
+
+class UsageError(Exception):
+    """A command line that cannot work as written (exit code 2); the message is one line."""
+
+
+@contextmanager
+def connect(
+    settings: Settings, *, default_queue: str | None = None, blocking: bool = False
+) -> Iterator[SyncClient]:
+    """A producer client for the configured Redis with short timeouts and a single retry, so
+    that an unreachable Redis is reported within seconds; closed on exit.
+
+    `blocking` clients wait for results, so their socket timeout stays above the longest single
+    blocking wait (RESULT_BLOCK_SECONDS)."""
+    worker = settings.worker
+    socket_timeout = RESULT_BLOCK_SECONDS + CLI_TIMEOUT if blocking else CLI_TIMEOUT
+    options = connection_options(
+        min(settings.redis.socket_timeout, socket_timeout),
+        min(settings.redis.connect_timeout, CLI_TIMEOUT),
+    )
+    options["retry"] = redis.retry.Retry(retry_backoff(), CLI_RETRIES)
+    connection = redis.Redis.from_url(settings.redis.url, **options)
+    try:
+        yield SyncClient(
+            settings.redis.url,
+            key_prefix=settings.redis.key_prefix,
+            default_queue=default_queue or (worker.queues[0] if worker.queues else "default"),
+            max_payload_bytes=worker.max_payload_bytes,
+            redis_client=connection,
+        )
+    finally:
+        connection.close()
+
+
+def server_ms(connection: redis.Redis) -> int:
+    """Milliseconds since the epoch on the Redis server's clock (the clock jobd's scripts use)."""
+    seconds, microseconds = connection.time()
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def text(value: object) -> str:
+    """A Redis reply as text ("" for nil)."""
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def number(value: object) -> int | None:
+    """A stored integer, or None when it is missing or not a number."""
+    try:
+        return int(text(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def moment(milliseconds: int | None) -> datetime | None:
+    return None if milliseconds is None else datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+
+
+def format_moment(value: datetime | None) -> str:
+    """UTC wall time for tables: 2025-01-02 03:04:05Z."""
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_age(seconds: float | None) -> str:
+    """A short age: 850ms, 12s, 5m03s, 2h05m, 3d04h."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    for unit, size, smaller, smaller_size in (
+        ("d", 86400, "h", 3600),
+        ("h", 3600, "m", 60),
+        ("m", 60, "s", 1),
+    ):
+        if whole >= size:
+            return f"{whole // size}{unit}{(whole % size) // smaller_size:02d}{smaller}"
+    return f"{whole}s"
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout."""
+    print(json.dumps(document, indent=2, ensure_ascii=False, default=json_default))
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Aligned columns two spaces apart; columns of numbers (None shown as "-") right-aligned."""
+    values = [list(row) for row in rows]
+    right = [
+        bool(values) and all(isinstance(row[index], int | None) for row in values)
+        for index in range(len(headers))
+    ]
+    cells = [["-" if cell is None else str(cell) for cell in row] for row in values]
+    widths = [
+        max([len(header), *(len(row[index]) for row in cells)])
+        for index, header in enumerate(headers)
+    ]
+    lines = []
+    for row in [list(headers), *cells]:
+        parts = [
+            cell.rjust(width) if align_right else cell.ljust(width)
+            for cell, width, align_right in zip(row, widths, right, strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+# -- queues and workers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerEntry:
+    """One live worker as it publishes itself in the registry (see jobd.keys.RegistryKeys)."""
+
+    id: str
+    host: str
+    pid: int | None
+    queues: tuple[str, ...]
+    concurrency: int | None
+    running: int | None
+    processed: int | None
+    version: str
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    live_until: datetime | None
+
+
+def live_workers(connection: redis.Redis, prefix: str, now_ms: int) -> list[WorkerEntry]:
+    """Workers whose registry entry is live now (score >= now), by id; entries without a hash
+    (expired between the two reads) are left out."""
+    keys = RegistryKeys(prefix)
+    members: list[tuple[bytes, float]] = cast(
+        list[tuple[bytes, float]],
+        connection.zrange(keys.index, now_ms, "+inf", byscore=True, withscores=True),
+    )
+    pipe = connection.pipeline(transaction=False)
+    for member, _ in members:
+        pipe.hgetall(keys.worker(text(member)))
+    entries = []
+    for (member, score), fields in zip(members, pipe.execute(), strict=True):
+        if not fields:
+            continue
+        field = {text(key): value for key, value in fields.items()}
+        entries.append(
+            WorkerEntry(
+                id=text(member),
+                host=text(field.get("host")),
+                pid=number(field.get("pid")),
+                queues=tuple(name for name in text(field.get("queues")).split(",") if name),
+                concurrency=number(field.get("concurrency")),
+                running=number(field.get("running")),
+                processed=number(field.get("processed")),
+                version=text(field.get("version")),
+                started_at=moment(number(field.get("started_at"))),
+                heartbeat_at=moment(number(field.get("heartbeat_at"))),
+                live_until=moment(int(score)),
+            )
+        )
+    return sorted(entries, key=lambda entry: entry.id)
+
+
+def configured_queues(settings: Settings) -> list[str]:
+    """worker.queues, then the queues of [functions] entries, in file order, once each."""
+    names = [*settings.worker.queues, *(f.queue for f in settings.functions.values())]
+    return list(dict.fromkeys(names))
+
+
+def queues_to_report(
+    settings: Settings, workers: Iterable[WorkerEntry], restrict: Sequence[str] | None
+) -> list[str]:
+    """The queues given with --queue, else the configured ones and those live workers consume."""
+    if restrict:
+        return list(dict.fromkeys(check_queue(name) for name in restrict))
+    from_workers = sorted({name for worker in workers for name in worker.queues})
+    return list(dict.fromkeys([*configured_queues(settings), *from_workers]))
+
+
+def queues_for(client: SyncClient, settings: Settings, restrict: Sequence[str] | None) -> list[str]:
+    """`queues_to_report`, reading the registry only when --queue was not given."""
+    if restrict:
+        return queues_to_report(settings, (), restrict)
+    workers = live_workers(client.redis, client.key_prefix, server_ms(client.redis))
+    return queues_to_report(settings, workers, None)
+
+
+# -- jobd status ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueState:
+    """How many jobs of one queue are in each state, and how long the next one has waited."""
+
+    queue: str
+    queued: int
+    scheduled: int
+    running: int
+    dead: int
+    oldest_seconds: float | None
+    """Age (now - due_at) of the job at the head of `queued`; None when nothing is queued."""
+
+
+def queue_states(
+    connection: redis.Redis, prefix: str, queues: Sequence[str], now_ms: int
+) -> list[QueueState]:
+    pipe = connection.pipeline(transaction=False)
+    for queue in queues:
+        keys = QueueKeys(prefix, queue)
+        pipe.zcard(keys.queued)
+        pipe.zcard(keys.scheduled)
+        pipe.zcard(keys.running)
+        pipe.zcard(keys.dead)
+        pipe.zrange(keys.queued, 0, 0)
+    replies = pipe.execute()
+    counts = [replies[index : index + 5] for index in range(0, len(replies), 5)]
+    heads = {
+        queue: text(reply[4][0]) for queue, reply in zip(queues, counts, strict=True) if reply[4]
+    }
+    pipe = connection.pipeline(transaction=False)
+    for queue, head in heads.items():
+        pipe.hget(QueueKeys(prefix, queue).job(head), "due_at")
+    due = dict(zip(heads, pipe.execute(), strict=True)) if heads else {}
+    states = []
+    for queue, (queued, scheduled, running, dead, _) in zip(queues, counts, strict=True):
+        due_ms = number(due.get(queue))
+        states.append(
+            QueueState(
+                queue=queue,
+                queued=int(queued),
+                scheduled=int(scheduled),
+                running=int(running),
+                dead=int(dead),
+                oldest_seconds=None if due_ms is None else max(now_ms - due_ms, 0) / 1000,
+            )
+        )
+    return states
+
+
+def status(settings: Settings, *, restrict: Sequence[str] | None, as_json: bool) -> int:
+    """`jobd status`: job counts per queue, the live workers, and the cron entries."""
+    from jobd.admin_cron import cron_rows
+
+    with connect(settings) as client:
+        now_ms = server_ms(client.redis)
+        workers = live_workers(client.redis, client.key_prefix, now_ms)
+        queues = queues_to_report(settings, workers, restrict)
+        states = queue_states(client.redis, client.key_prefix, queues, now_ms)
+    if restrict:
+        workers = [worker for worker in workers if set(worker.queues) & set(queues)]
+    if as_json:
+        print_json(
+            {
+                "time": moment(now_ms),
+                "queues": [dataclasses.asdict(state) for state in states],
+                "workers": [dataclasses.asdict(worker) for worker in workers],
+                "cron": cron_rows(settings) if settings.cron else [],
+            }
+        )
+        return 0
+    print(
+        table(
+            ["QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "DEAD", "OLDEST"],
+            [
+                [
+                    state.queue,
+                    state.queued,
+                    state.scheduled,
+                    state.running,
+                    state.dead,
+                    format_age(state.oldest_seconds),
+                ]
+                for state in states
+            ],
+        )
+    )
+    print()
+    if not workers:
+        print("no live workers")
+    else:
+        print(f"{len(workers)} live worker{'s' if len(workers) != 1 else ''}")
+        print(table(WORKER_COLUMNS, [_worker_row(worker, moment(now_ms)) for worker in workers]))
+    if settings.cron:
+        from jobd.admin_cron import cron_rows, print_cron
+
+        print()
+        print_cron(cron_rows(settings))
+    return 0
+
+
+WORKER_COLUMNS = (
+    "WORKER", "HOST", "PID", "QUEUES", "RUNNING", "CONCURRENCY", "PROCESSED", "UP", "HEARTBEAT",
+    "VERSION",
+)  # fmt: skip
+
+
+def _worker_row(worker: WorkerEntry, now: datetime | None) -> list[Any]:
+    return [
+        worker.id,
+        worker.host or "-",
+        worker.pid,
+        ",".join(worker.queues) or "-",
+        worker.running,
+        worker.concurrency,
+        worker.processed,
+        _since(now, worker.started_at),
+        _since(now, worker.heartbeat_at, suffix=" ago"),
+        worker.version or "-",
+    ]
+
+
+def _since(now: datetime | None, then: datetime | None, *, suffix: str = "") -> str:
+    if now is None or then is None:
+        return "-"
+    return format_age((now - then).total_seconds()) + suffix
