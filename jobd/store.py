@@ -4,6 +4,7 @@ No retries here: the worker decides what an unreachable Redis means."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,22 +167,29 @@ class Store:
     async def finish(self, queue: str, items: Sequence[Finish]) -> list[str]:
         """Store outcomes of jobs of one queue in one call; per job 'ok', 'stale' or 'replayed'."""
         keys = self.keys(queue)
-        script_keys = [keys.running, keys.dead, keys.owned(self.worker_id)]
-        args: list[Argument] = []
-        for item in items:
-            job = item.job
-            script_keys += [keys.job(job.id), keys.done(job.id)]
-            field_name = "result" if item.status == "succeeded" else "error"
-            args += [
-                job.id,
-                job.token,
+        batch = [
+            [
+                item.job.id,
+                item.job.token,
                 item.status,
-                field_name,
-                item.value,
+                "result" if item.status == "succeeded" else "error",
+                item.value.decode(),  # results and errors are UTF-8 JSON text
                 item.keep_ms,
-                "1" if item.dead_letter else "0",
+                1 if item.dead_letter else 0,
             ]
-        reply = await self._script("finish", script_keys, args)
+            for item in items
+        ]
+        reply = await self._script(
+            "finish",
+            [
+                keys.running,
+                keys.dead,
+                keys.owned(self.worker_id),
+                keys.job_prefix,
+                keys.done_prefix,
+            ],
+            [json.dumps(batch, ensure_ascii=False, separators=(",", ":"))],
+        )
         assert isinstance(reply, list)
         return _texts(reply)
 
