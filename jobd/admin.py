@@ -21,6 +21,7 @@ import redis.retry
 
 from jobd.client import connection_options, retry_backoff
 from jobd.commands import RESULT_BLOCK_SECONDS, check_queue
+from jobd.embedded import client_url
 from jobd.keys import QueueKeys, RegistryKeys
 from jobd.settings import Settings
 from jobd.sync_client import SyncClient
@@ -47,22 +48,25 @@ def connect(
     that an unreachable Redis is reported within seconds; closed on exit.
 
     `blocking` clients wait for results, so their socket timeout stays above the longest single
-    blocking wait (RESULT_BLOCK_SECONDS)."""
+    blocking wait (RESULT_BLOCK_SECONDS). With `redis.url = "embedded"` it connects to the server
+    the running worker started, found through the data dir (RedisUnavailable if none runs)."""
     worker = settings.worker
+    url = client_url(settings)
     socket_timeout = RESULT_BLOCK_SECONDS + CLI_TIMEOUT if blocking else CLI_TIMEOUT
     options = connection_options(
         min(settings.redis.socket_timeout, socket_timeout),
         min(settings.redis.connect_timeout, CLI_TIMEOUT),
     )
     options["retry"] = redis.retry.Retry(retry_backoff(), CLI_RETRIES)
-    connection = redis.Redis.from_url(settings.redis.url, **options)
+    connection = redis.Redis.from_url(url, **options)
     try:
         yield SyncClient(
-            settings.redis.url,
+            url,
             key_prefix=settings.redis.key_prefix,
             default_queue=default_queue or (worker.queues[0] if worker.queues else "default"),
             max_payload_bytes=worker.max_payload_bytes,
             redis_client=connection,
+            signing_key=worker.signing_key or None,
         )
     finally:
         connection.close()

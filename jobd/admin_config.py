@@ -28,6 +28,8 @@ TEMPLATE = "jobs.toml"
 def show(settings: Settings) -> int:
     """`jobd config show`: print the effective settings as TOML."""
     document = tomllib.loads(config.dump(settings))
+    if settings.worker.signing_key:
+        document["worker"]["signing_key"] = REDACTED  # config.dump leaves the secret out
     if settings.source is not None:
         raw = tomllib.loads(Path(settings.source).read_text(encoding="utf-8"))
         hidden: list[Any] = []

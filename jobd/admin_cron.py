@@ -12,6 +12,7 @@ import redis.asyncio
 from jobd.admin import CLI_TIMEOUT, format_moment, print_json, table
 from jobd.client import connection_options
 from jobd.cron import cron_overview
+from jobd.embedded import client_url
 from jobd.settings import Settings
 
 CRON_COLUMNS = ("CRON", "SCHEDULE", "TIMEZONE", "QUEUE", "LAST RUN", "LAST OUTCOME", "NEXT RUN")
@@ -25,7 +26,7 @@ def cron_rows(settings: Settings) -> list[dict[str, Any]]:
             min(settings.redis.socket_timeout, CLI_TIMEOUT),
             min(settings.redis.connect_timeout, CLI_TIMEOUT),
         )
-        client = redis.asyncio.Redis.from_url(settings.redis.url, **options)
+        client = redis.asyncio.Redis.from_url(client_url(settings), **options)
         try:
             return await cron_overview(client, settings, datetime.now(UTC))
         finally:

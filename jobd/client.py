@@ -1,12 +1,13 @@
 """The producer client: enqueue jobs and follow them. Needs only `redis` (never the worker's parts).
 
-async with Client("redis://localhost:6379/0") as jobs:
+async with Client("redis://localhost:6379/0") as jobs:    # or Client.from_config("jobs.toml")
     job = await jobs.enqueue("send_email", "a@example.com", subject="Hi")
     print(await job.result(timeout=10))
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from jobd.commands import Operation, ScriptCall
 from jobd.model import JobInfo, JobStatus
-from jobd.producer import Call, Handle, Producer
+from jobd.producer import Call, Handle, Producer, options_from_config
 from jobd.scripts import run_async
 from jobd.serializer import DEFAULT_MAX_BYTES
 
@@ -53,15 +54,27 @@ class Client(Producer):
         socket_timeout: float = 10.0,
         connect_timeout: float = 5.0,
         redis_client: redis.asyncio.Redis | None = None,
+        signing_key: str | bytes | None = None,
     ) -> None:
+        """`signing_key` signs every job (jobd.signing); None: the key in the environment variable
+        JOBD_SIGNING_KEY, if it is set."""
         super().__init__(
             url, key_prefix=key_prefix, default_queue=default_queue,
-            max_payload_bytes=max_payload_bytes,
+            max_payload_bytes=max_payload_bytes, signing_key=signing_key,
         )  # fmt: skip
         self._owns_redis = redis_client is None
         self.redis = redis_client or redis.asyncio.Redis.from_url(
             url, **connection_options(socket_timeout, connect_timeout)
         )
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **options: Any) -> Client:
+        """A client for the Redis of the worker's `jobs.toml` at `path`, with its key prefix,
+        timeouts and payload limit; `options` override them (e.g. `default_queue="high"`).
+
+        With `redis.url = "embedded"` it connects to the server the running worker started
+        (RedisUnavailable if none runs). Reads the file with tomllib; loads no worker parts."""
+        return cls(**{**options_from_config(path), **options})
 
     async def __aenter__(self) -> Client:
         return self

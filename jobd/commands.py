@@ -17,6 +17,7 @@ from jobd.keys import NAME_PATTERN, QueueKeys
 from jobd.model import JobInfo, JobStatus, decode_error, encode_payload, job_info
 from jobd.scripts import Argument
 from jobd.serializer import Serializer
+from jobd.signing import sign
 
 MAX_PRIORITY = 1000
 """Priorities range over -1000..1000 so that priority and enqueue order fit one exact ZSET score."""
@@ -80,11 +81,15 @@ def check_queue(queue: str) -> str:
 
 
 def check_job_id(job_id: str) -> str:
-    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
-        raise InvalidJobOption(
-            f"job_id {job_id!r} is not valid: use 1-200 printable characters without spaces"
-        )
-    return job_id
+    # isprintable() also refuses what the pattern lets through: lone surrogates (not UTF-8), and
+    # line and paragraph separators, which would split a log line.
+    if isinstance(job_id, str) and _JOB_ID.match(job_id) and job_id.isprintable():
+        return job_id
+    shown = repr(job_id)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise InvalidJobOption(
+        f"job_id {shown} is not valid: use 1-200 printable characters without spaces"
+    )
 
 
 def check_function(function: str) -> str:
@@ -159,8 +164,10 @@ def enqueue(
     *,
     job_ids: Sequence[str | None] | None = None,
     strict: bool = False,
+    signing_key: bytes | None = None,
 ) -> Operation:
-    """Store jobs of one queue in one script call; returns their JobRefs in order."""
+    """Store jobs of one queue in one script call; returns their JobRefs in order. With
+    `signing_key`, each job carries its signature (jobd.signing)."""
     keys = QueueKeys(prefix, options.queue)
     calls = list(calls)
     ids = [
@@ -177,7 +184,10 @@ def enqueue(
         _blank(options.expires_ms),
     ]
     for job_id, (function, args, kwargs) in zip(ids, calls, strict=True):
-        arguments += [job_id, check_function(function), encode_payload(serializer, args, kwargs)]
+        name = check_function(function)
+        payload = encode_payload(serializer, args, kwargs)
+        signature = sign(signing_key, job_id, options.queue, name, payload) if signing_key else b""
+        arguments += [job_id, name, payload, signature]
     if strict:
         yield from check_registered(prefix, options.queue, {call[0] for call in calls})
     job_keys = [keys.job(job_id) for job_id in ids]

@@ -18,13 +18,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import tomli_w
-
 from jobd import config_fields as check
 from jobd.commands import MAX_PRIORITY
 from jobd.config_fields import Reader, join_path, shown_value
 from jobd.durations import format_duration
 from jobd.errors import ConfigError
+from jobd.serializer import MAX_DEPTH_LIMIT
 from jobd.settings import (
     CronSettings,
     DefaultsSettings,
@@ -56,6 +55,7 @@ _RULES: dict[tuple[type, str], check.Rule] = {
     (RedisSettings, "key_prefix"): check.name("key prefix"),
     (RedisSettings, "socket_timeout"): check.positive,
     (RedisSettings, "connect_timeout"): check.positive,
+    (RedisSettings, "data_dir"): check.directory,
     (HttpSettings, "max_loop_lag"): check.positive,
     (WorkerSettings, "concurrency"): check.at_least(1),
     (WorkerSettings, "lease_timeout"): check.lease_timeout,
@@ -63,6 +63,8 @@ _RULES: dict[tuple[type, str], check.Rule] = {
     (WorkerSettings, "sync_threads"): check.at_least(0),
     (WorkerSettings, "max_payload_bytes"): check.byte_limit,
     (WorkerSettings, "max_result_bytes"): check.byte_limit,
+    (WorkerSettings, "max_json_depth"): check.between(1, MAX_DEPTH_LIMIT),
+    (WorkerSettings, "signing_key"): check.signing_key,
     (DefaultsSettings, "timeout"): check.positive,
     (DefaultsSettings, "max_tries"): check.at_least(1),
     (RetrySettings, "base"): check.positive,
@@ -133,6 +135,7 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
     # In file order, so that problems are listed the way a reader meets them in the template.
     redis = _section(reader, RedisSettings, document, "redis")
     worker = _section(reader, WorkerSettings, document, "worker")
+    _secrets_from_environment(reader, document)
     http = _http(reader, document)
     defaults = _section(reader, DefaultsSettings, document, "defaults")
     return Settings(
@@ -145,6 +148,18 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
         functions=MappingProxyType(_functions(reader, document, worker, defaults)),
         cron=_cron(reader, document),
     )
+
+
+def _secrets_from_environment(reader: Reader, document: dict[str, Any]) -> None:
+    """A signing key written into the file would be shown by every copy of it: refuse it."""
+    table = document.get("worker")
+    raw = table.get("signing_key") if isinstance(table, dict) else None
+    if isinstance(raw, str) and raw and not check.has_reference(raw):
+        reader.problem(
+            "worker.signing_key",
+            'must be read from the environment, like signing_key = "${JOBD_SIGNING_KEY}" '
+            "(the value written in the file is not shown)",
+        )
 
 
 def _section(
@@ -358,6 +373,12 @@ def warnings_for(settings: Settings) -> list[str]:
                 f"{label}: cron[{index}].queue: queue {entry.queue!r} is not in worker.queues; "
                 "another worker must consume it"
             )
+    if settings.redis.embedded:
+        notes.append(
+            f'{label}: redis.url: "embedded" is for development: jobd runs a private Redis with '
+            f"its data in {settings.redis_data_dir()}; in production, point redis.url at a "
+            "managed Redis server"
+        )
     if settings.worker.drain_timeout > LONG_DRAIN_TIMEOUT:
         notes.append(
             f"{label}: worker.drain_timeout: {format_duration(settings.worker.drain_timeout)} is "
@@ -368,13 +389,17 @@ def warnings_for(settings: Settings) -> list[str]:
 
 
 def dump(settings: Settings) -> str:
-    """The effective settings as TOML (durations as "30s"), the Redis password redacted."""
+    """The effective settings as TOML (durations as "30s"), the Redis password redacted and the
+    signing key left out."""
+    import tomli_w  # here: a producer reading the file (Client.from_config) never writes TOML
+
     document: dict[str, Any] = {
         field.name: _plain_table(getattr(settings, field.name))
         for field in dataclasses.fields(Settings)
         if field.name not in ("source", "functions", "cron")
     }
     document["redis"]["url"] = _plain(settings.redis.redacted_url())
+    document["worker"].pop("signing_key", None)  # a secret: never written out
     if settings.functions:
         document["functions"] = {
             name: _plain_table(function) for name, function in settings.functions.items()

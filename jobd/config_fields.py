@@ -9,17 +9,17 @@ import difflib
 import ipaddress
 import json
 import math
+import os
 import re
 import zoneinfo
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
-
-from croniter import croniter
+from urllib.parse import parse_qs, urlsplit
 
 from jobd.durations import ACCEPTED_FORMAT, format_duration, parse_duration
+from jobd.settings import EMBEDDED_URL
 
 EnumType = TypeVar("EnumType", bound=StrEnum)
 
@@ -366,7 +366,9 @@ def is_import_path(value: str) -> bool:
 
 
 def redis_url(value: str, shown: str) -> str | None:
-    """A URL redis-py can use. Messages never show the URL, which may hold a password."""
+    """A URL redis-py can use, or "embedded". Messages never show the URL (it may hold a password)."""
+    if value == EMBEDDED_URL:
+        return None
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a bad port
@@ -383,7 +385,43 @@ def redis_url(value: str, shown: str) -> str | None:
     database = parts.path.lstrip("/")
     if database and not database.isdigit():
         return f"the database after the host must be a number, like /0, got {('/' + database)!r}"
+    return _tls_files(parts.scheme, parse_qs(parts.query))
+
+
+TLS_FILE_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+"""Query parameters of a rediss:// URL naming files: the CA, the client certificate and its key."""
+
+
+def _tls_files(scheme: str, query: Mapping[str, list[str]]) -> str | None:
+    """The TLS files a URL names exist (checked now, not at the first connection attempt)."""
+    named = [key for key in TLS_FILE_PARAMETERS if key in query]
+    if named and scheme != "rediss":
+        return f"{named[0]}= takes effect only with TLS: use a rediss:// URL"
+    for key in named:
+        path = query[key][-1]
+        if not os.path.isfile(path):
+            return f"{key}= names {path!r}, which is not a file"
+        if not os.access(path, os.R_OK):
+            return f"{key}= names {path!r}, which this user cannot read"
     return None
+
+
+def directory(value: str, shown: str) -> str | None:
+    """A directory path: not empty."""
+    return None if value.strip() else f"expected a directory path, got {shown}"
+
+
+MIN_SIGNING_KEY_LENGTH = 32
+
+
+def signing_key(value: str, shown: str) -> str | None:
+    """An HMAC key long enough to resist guessing ("" turns signing off). Never shows the key."""
+    if not value or len(value) >= MIN_SIGNING_KEY_LENGTH:
+        return None
+    return (
+        f"is {len(value)} characters long, use at least {MIN_SIGNING_KEY_LENGTH} "
+        "(e.g. the output of `openssl rand -hex 32`)"
+    )
 
 
 def time_zone(value: str, shown: str) -> str | None:
@@ -397,6 +435,8 @@ def time_zone(value: str, shown: str) -> str | None:
 
 def cron_schedule(value: str, shown: str) -> str | None:
     """A croniter expression that can fire: strict, so "0 0 31 2 *" (never fires) is refused."""
+    from croniter import croniter  # here: a producer reading the file (from_config) needs none
+
     try:
         if croniter.is_valid(value, strict=True):
             return None

@@ -1,5 +1,6 @@
-"""The composition root of `jobd run`: uvloop, signal handlers, hooks, the worker, and the exit code.
-The only module that imports uvloop."""
+"""The composition root of `jobd run`: uvloop, signal handlers, hooks, the worker, and the exit code
+(and, with `redis.url = "embedded"`, the private Redis around them). The only module that imports
+uvloop."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jobd.embedded import EmbeddedRedis
+from jobd.embedded import start as start_embedded
 from jobd.errors import ConfigError, RedisAuthError
 from jobd.health import Health, watch_loop
 from jobd.http import HttpServer
@@ -128,13 +131,21 @@ def run(settings: Settings, *, burst: bool = False) -> int:
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:
         loop_factory = None
+    server: EmbeddedRedis | None = None
     try:
+        if settings.redis.embedded:
+            # Outside the event loop, so that it outlives the worker's drain; stopped below.
+            server = start_embedded(settings)
+            settings = server.settings_for(settings)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(serve(settings, burst=burst))
     except BaseExceptionGroup as group:
         error = _unwrap(group)
     except (ConfigError, RedisAuthError) as direct:
         error = direct
+    finally:
+        if server is not None:
+            server.stop()
     if isinstance(error, (ConfigError, RedisAuthError)):
         logger.error("%s", error)
         return EXIT_CONFIG

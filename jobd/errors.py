@@ -4,7 +4,9 @@
     ├── ConfigError            invalid configuration; carries every problem found (CLI exit 78)
     ├── ImportPathError        a `module:attr` path that cannot be imported or is not callable
     ├── RedisUnavailable       Redis cannot be reached (worker retries; producer sees it)
+    │   └── RedisFull          Redis reached maxmemory (noeviction) and refuses to store the job
     ├── RedisAuthError         wrong password, missing password or ACL denial (CLI exit 78)
+    │   └── RedisTLSError      TLS settings that do not fit the server (certificate, rediss://)
     ├── SerializationError     (also a TypeError) arguments or a result that JSON cannot carry
     │   └── PayloadTooLarge    an encoded payload above the configured byte limit
     ├── PayloadError           a stored payload that cannot be decoded
@@ -47,8 +49,17 @@ class RedisUnavailable(JobdError):
     """Redis could not be reached."""
 
 
+class RedisFull(RedisUnavailable):
+    """Redis reached its maxmemory and refuses writes (policy noeviction): nothing was stored."""
+
+
 class RedisAuthError(JobdError):
     """Redis refused the credentials (wrong password, missing password, ACL denial)."""
+
+
+class RedisTLSError(RedisAuthError):
+    """The TLS settings do not fit the server: a certificate that fails verification, a missing
+    client certificate, or redis:// against a TLS port (and the reverse)."""
 
 
 class SerializationError(JobdError, TypeError):

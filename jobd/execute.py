@@ -8,6 +8,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import math
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -17,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from jobd.context import JobContext, set_current_job
-from jobd.errors import PayloadError, Retry, SerializationError
+from jobd.errors import PayloadError, PayloadTooLarge, Retry, SerializationError
 from jobd.model import ErrorInfo, decode_payload
 from jobd.serializer import Serializer
 
@@ -25,6 +26,10 @@ TRACEBACK_LIMIT = 16_384
 """Characters of a traceback kept in Redis; the rest is cut (with a marker) to bound memory."""
 MESSAGE_LIMIT = 4_096
 """Characters of an error message kept in Redis."""
+OFF_LOOP_DECODE_BYTES = 65_536
+"""Payloads larger than this are decoded in a thread, so that the event loop (heartbeats, other
+jobs) gets turns while a large body is parsed."""
+MAX_RETRY_DELAY = 366 * 86_400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +50,10 @@ class ClaimedJob:
     priority: int
     due_at_ms: int = 0
     """When the job became due (ms, Redis clock): the start of its queue wait."""
+    signature: bytes | None = None
+    """The producer's signature (jobd.signing), if it signed the job."""
+    problem: str = ""
+    """Why the stored job cannot run at all (fields no producer writes); empty when it can."""
 
 
 class Outcome(StrEnum):
@@ -77,10 +86,21 @@ def error_info(error: BaseException) -> ErrorInfo:
         text = (
             text[: TRACEBACK_LIMIT // 2] + "\n[… traceback cut …]\n" + text[-TRACEBACK_LIMIT // 2 :]
         )
-    message = str(error)
+    try:
+        message = str(error)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises is still the job's failure
+        message = f"<{type(error).__name__} whose str() raised>"
     if len(message) > MESSAGE_LIMIT:
         message = message[:MESSAGE_LIMIT] + " [… cut …]"
     return ErrorInfo(type(error).__name__, message, text)
+
+
+def _retry_delay(delay: object) -> float | None:
+    """The delay a job asked for with jobd.Retry, as a number of seconds jobd can schedule; None
+    (the configured backoff) for anything else, such as NaN or a string."""
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay):
+        return None
+    return min(max(float(delay), 0.0), MAX_RETRY_DELAY)
 
 
 def _final(error_type: str, message: str) -> Result:
@@ -115,7 +135,10 @@ class Runner:
     ) -> Result:
         """Run `job` with `function` under `timeout` seconds; see the module docstring."""
         try:
-            args, kwargs = decode_payload(self.serializer, job.payload)
+            if len(job.payload) > OFF_LOOP_DECODE_BYTES:
+                args, kwargs = await asyncio.to_thread(decode_payload, self.serializer, job.payload)
+            else:
+                args, kwargs = decode_payload(self.serializer, job.payload)
         except PayloadError as error:
             return _final("PayloadError", f"payload cannot be decoded: {error}")
         signature = _signature(function)
@@ -151,7 +174,9 @@ class Runner:
                 error=ErrorInfo("TimeoutError", f"{job.function} timed out after {timeout} s"),
             )
         except Retry as request:
-            return Result(Outcome.RETRY, error=error_info(request), retry_delay=request.delay)
+            return Result(
+                Outcome.RETRY, error=error_info(request), retry_delay=_retry_delay(request.delay)
+            )
         except asyncio.CancelledError as error:
             if asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 raise  # the worker cancelled the job (drain, abort, lost lease)
@@ -160,8 +185,14 @@ class Runner:
             return Result(Outcome.FAILED, error=error_info(error))
         try:
             encoded = self.result_serializer.dumps(value, what="result")
+        except PayloadTooLarge as error:
+            return _final("ResultTooLarge", f"result exceeds max_result_bytes: {error}")
         except SerializationError as error:
             return _final("SerializationError", f"result not serializable: {error}")
+        except Exception as error:  # noqa: BLE001 - a result object whose methods raise while encoded
+            return _final(
+                "SerializationError", f"result not serializable: {type(error).__name__}: {error}"
+            )
         return Result(Outcome.SUCCEEDED, value=encoded)
 
     async def _run_in_thread(

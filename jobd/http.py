@@ -18,11 +18,15 @@ from jobd.metrics import Metrics
 
 logger = logging.getLogger("jobd.http")
 
+REQUEST_TIMEOUT_SECONDS = 10.0
+"""How long a connection may take to send its request line and headers."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "jobd"
     sys_version = ""
+    timeout = REQUEST_TIMEOUT_SECONDS  # a client that sends nothing does not keep its thread
 
     def do_GET(self) -> None:
         health = self.server.health
@@ -50,6 +54,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET is served\n", allow=True)
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND, made-up ones) is 405 as well, not the stdlib's 501.
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
 
     def _reply(
         self,

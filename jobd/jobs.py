@@ -21,6 +21,7 @@ from jobd.metrics import OUTCOMES, Metrics
 from jobd.model import ErrorInfo, encode_error
 from jobd.retry import backoff_delay
 from jobd.settings import RetrySettings
+from jobd.signing import signature_problem
 from jobd.store import Claim, Finish, Reaped
 
 if TYPE_CHECKING:
@@ -34,7 +35,10 @@ _DEAD_REASONS = {
     "UnknownFunction": "unknown_function",
     "PayloadError": "decode",
     "PayloadTooLarge": "payload_too_large",
+    "ResultTooLarge": "result_too_large",
     "WorkerLost": "worker_lost",
+    "SignatureInvalid": "signature",
+    "InvalidJob": "invalid_job",
 }
 
 
@@ -72,11 +76,12 @@ class JobHandler:
         return function if function in self.worker.functions else UNKNOWN
 
     def _series(self, queue: str, function: str) -> _Series:
-        """The labelled metric children of one queue and function, looked up once."""
-        key = (queue, function)
+        """The labelled metric children of one queue and function, looked up once (keyed by the
+        label: names of unknown functions, possibly forged, must not grow the cache)."""
+        label = self._label(function)
+        key = (queue, label)
         series = self._cache.get(key)
         if series is None:
-            label = self._label(function)
             metrics = self.metrics
             series = self._cache[key] = _Series(
                 started=metrics.jobs_started.labels(queue, label),
@@ -111,13 +116,33 @@ class JobHandler:
                 task.uncancel()
                 await self._cancelled(job, entry.cancel_reason, time.monotonic() - started)
                 return
+            entry.ended = True
             await self._store(job, result, time.monotonic() - started)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("job %s: could not store its outcome", job.id)
 
+    def _refusal(self, job: ClaimedJob) -> Result | None:
+        """Why the job must not run at all, before anything of it is decoded: fields no producer
+        writes, or (with worker.signing_key) a missing or wrong signature."""
+        if job.problem:
+            message = f"cannot run this job: {job.problem}"
+            return Result(Outcome.FAILED, error=ErrorInfo("InvalidJob", message), final=True)
+        key = self.worker.signing_key
+        if key is not None:
+            problem = signature_problem(
+                key, job.signature, job.id, job.queue, job.function, job.payload
+            )
+            if problem is not None:
+                error = ErrorInfo("SignatureInvalid", f"signature invalid: {problem}")
+                return Result(Outcome.FAILED, error=error, final=True)
+        return None
+
     async def _run(self, job: ClaimedJob) -> Result:
+        refusal = self._refusal(job)
+        if refusal is not None:
+            return refusal
         registered = self.worker.functions.get(job.function)
         if registered is None:
             names = ", ".join(sorted(self.worker.functions)) or "none"
@@ -244,25 +269,33 @@ class JobHandler:
         )  # fmt: skip
 
     def _stored(self, job: ClaimedJob, verdict: str, seconds: float) -> bool:
-        """True when the outcome was stored; a stale token means another worker owns the job."""
+        """True when the outcome was stored; a stale token means another worker owns the job.
+        'replayed' is ours too: redis-py re-sent a call whose reply was lost, and the first one
+        stored it (found by tests/chaos F12: those outcomes went uncounted and unlogged)."""
         if verdict == "stale":
             self._finished(job, "lost", seconds)
             logger.warning(
                 "job %s (%s): lease lost before its outcome was stored; another worker owns it",
                 job.id, job.function, extra=_event(job, event="job_lost"),
             )  # fmt: skip
-        return verdict == "ok"
+        return verdict in ("ok", "replayed")
 
     def report_claim(self, queue: str, claim: Claim) -> None:
         for job_id, function in claim.expired:
             self.metrics.jobs_finished.labels(queue, self._label(function), "expired").inc()
             logger.info("job %s (%s): expired before it could start; dropped", job_id, function)
-        for job_id, function in claim.dead:
+        for job_id, function, reason in claim.dead:
             label = self._label(function)
-            self.metrics.dead_lettered.labels(queue, label, "payload_too_large").inc()
-            logger.error(
-                "job %s (%s): payload above the size limit; dead-lettered", job_id, function
+            self.metrics.dead_lettered.labels(queue, label, reason).inc()
+            what = (
+                "payload above the size limit"
+                if reason == "payload_too_large"
+                else "stored in a form no producer writes (forged or corrupted)"
             )
+            logger.error(
+                "job %r (%r): %s; dead-lettered", job_id, function, what,
+                extra={"event": "job_dead", "job_id": job_id, "queue": queue, "reason": reason},
+            )  # fmt: skip
 
     def report_reaped(self, queue: str, reaped: Reaped) -> None:
         for worker_id in reaped.workers:

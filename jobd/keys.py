@@ -112,6 +112,8 @@ class RegistryKeys:
     <prefix>:registry:<wid>      HASH  host, pid, queues (comma-separated), concurrency, running,
                                        processed, version, started_at (ms), heartbeat_at (ms);
                                        expires a few heartbeats after the last one
+    <prefix>:epoch               STR   when this prefix's data began (ms): gone or changed after
+                                       a Redis restart means the data was lost (jobd.serverwatch)
     """
 
     prefix: str

@@ -3,14 +3,19 @@ listener for abort requests. Cancels runs whose lease is lost or whose abort was
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import redis.asyncio
 
+from jobd.client import connection_options
+from jobd.errors import RedisAuthError
 from jobd.health import wait_for
+from jobd.producer import auth_message, is_auth_error
 from jobd.store import Renewal
 
 if TYPE_CHECKING:
@@ -27,11 +32,27 @@ class LeaseKeeper:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
+        self._chores_failing = False
+        settings = worker.settings.redis
+        self.client = redis.asyncio.Redis.from_url(
+            settings.url, **connection_options(settings.socket_timeout, settings.connect_timeout)
+        )
+        """Renewals go over a connection of their own, never queued behind the worker's other calls
+        or a new pooled connection's handshake (found by tests/chaos F25: with a 400 ms round trip,
+        a renewal that waited for a new connection arrived after the lease had expired)."""
+
+    async def close(self) -> None:
+        await self.client.aclose()
 
     async def heartbeat_once(self) -> None:
-        worker = self.worker.settings.worker
-        until_ms = round((time.time() + 3 * worker.lease_timeout) * 1000)
-        for queue in worker.queues:
+        """The first heartbeat: the chores, then the renewal, so that the renewal loop starts
+        right after it however slow Redis is."""
+        await self.chores()
+        await self.renew()
+
+    async def renew(self) -> None:
+        """Extend the lease of this worker's jobs in every queue; cancel the runs it lost."""
+        for queue in self.worker.settings.worker.queues:
             renewal = await self.worker.call(
                 "renew", functools.partial(self._renew, queue), keep_trying=True
             )
@@ -46,44 +67,77 @@ class LeaseKeeper:
                 logger.warning(
                     "job %s: claimed but never received (lost reply); queued again", job_id
                 )
-            await self.worker.call(
-                "publish functions",
-                functools.partial(
-                    self.worker.store.publish_functions, queue, self.worker.functions, until_ms
-                ),
-                keep_trying=True,
-            )
+
+    async def chores(self) -> None:
+        """What the heartbeat does besides renewing: reap dead workers' jobs, then, as best effort,
+        tell strict producers our functions and refresh the registry entry (both plain writes that
+        a Redis at maxmemory refuses: they must never hold up the next renewal)."""
+        worker = self.worker.settings.worker
+        for queue in worker.queues:
             reaped = await self.worker.call(
                 "reap",
                 functools.partial(self.worker.store.reap, queue, worker.max_lost),
                 keep_trying=True,
             )
             self.worker.handler.report_reaped(queue, reaped)
-        await self.worker.call(
-            "registry",
-            functools.partial(self.worker.monitor.publish, worker.lease_timeout / 3),
-            keep_trying=True,
-        )
+        until_ms = round((time.time() + 3 * worker.lease_timeout) * 1000)
+        try:
+            for queue in worker.queues:
+                await self.worker.store.publish_functions(queue, self.worker.functions, until_ms)
+            await self.worker.monitor.publish(worker.lease_timeout / 3)
+        except (redis.exceptions.RedisError, OSError) as error:
+            if is_auth_error(error):
+                raise RedisAuthError(auth_message(self.worker.call.url_text, error)) from error
+            if not self._chores_failing:
+                logger.warning("could not publish this worker's functions and registry entry "
+                               "(%s: %s); retrying at every heartbeat", type(error).__name__,
+                               error)  # fmt: skip
+            self._chores_failing = True
+        else:
+            self._chores_failing = False
         self.worker.notifier.status(self.worker.status_line())
 
     async def _renew(self, queue: str) -> Renewal:
         """Renew with the jobs running now: a retried call must not send a list from before an
         outage (a job claimed since would look like an orphan and run twice)."""
         jobs = [entry.job for (q, _, _), entry in list(self.worker.running.items()) if q == queue]
-        return await self.worker.store.renew(queue, jobs)
+        return await self.worker.store.renew(queue, jobs, self.client)
 
     async def heartbeat_loop(self) -> None:
-        interval = self.worker.settings.worker.lease_timeout / 3
-        while not self.worker.finished.is_set():
-            if not await wait_for(self.worker.finished, interval):
-                await self.heartbeat_once()
+        """Renew every lease_timeout / 3, whatever else is slow: reaping and the chores run in a
+        loop of their own (found by tests/chaos F25: with a 200 ms Redis, a heartbeat that also
+        reaped and published took longer than the lease, and leases of live workers expired)."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._every(self.renew))
+            group.create_task(self._every(self.chores))
 
-    async def abort_listener(self) -> None:
-        """Cancels running jobs whose abort was requested (pub/sub; the heartbeat is the fallback)."""
-        channels = {
+    async def _every(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` every lease_timeout / 3, measured from the start of the previous run."""
+        interval = self.worker.settings.worker.lease_timeout / 3
+        due = time.monotonic() + interval
+        while not await wait_for(self.worker.finished, max(0.0, due - time.monotonic())):
+            due = time.monotonic() + interval
+            await step()
+
+    def _channels(self) -> dict[str, str]:
+        return {
             self.worker.store.keys(queue).aborts: queue
             for queue in self.worker.settings.worker.queues
         }
+
+    async def check_channels(self) -> None:
+        """Subscribe once before taking jobs: an ACL user without pub/sub rights (the default for
+        new users in Redis 7) then stops the worker at startup with exit 78, not half-way."""
+        pubsub = self.worker.redis.pubsub()
+        try:
+            await pubsub.subscribe(*self._channels())
+            await pubsub.get_message(timeout=ABORT_POLL_SECONDS)  # the reply, or the NOPERM error
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def abort_listener(self) -> None:
+        """Cancels running jobs whose abort was requested (pub/sub; the heartbeat is the fallback)."""
+        channels = self._channels()
         while not self.worker.finished.is_set():
             pubsub = self.worker.redis.pubsub(ignore_subscribe_messages=True)
             try:
@@ -92,7 +146,9 @@ class LeaseKeeper:
                     message = await pubsub.get_message(timeout=ABORT_POLL_SECONDS)
                     if message is not None:
                         queue = channels[message["channel"].decode()]
-                        self.worker.cancel(queue, message["data"].decode(), "abort")
+                        # anyone may publish here: bytes that are no job id match no job
+                        job_id = message["data"].decode(errors="replace")
+                        self.worker.cancel(queue, job_id, "abort")
             except (
                 redis.exceptions.ConnectionError,
                 redis.exceptions.TimeoutError,
@@ -100,5 +156,9 @@ class LeaseKeeper:
             ) as error:
                 self.worker.redis_health.failed("abort listener", error)
                 await wait_for(self.worker.finished, 1.0)  # reconnect backoff
+            except redis.exceptions.ResponseError as error:
+                if is_auth_error(error):  # ACL changed under a running worker
+                    raise RedisAuthError(auth_message(self.worker.call.url_text, error)) from error
+                raise
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -23,7 +23,16 @@ from jobd import __version__
 
 OUTCOMES = ("succeeded", "failed", "retried", "timed_out", "aborted", "expired", "lost")
 """Values of the `outcome` label of jobd_jobs_finished_total."""
-DEAD_REASONS = ("failed", "unknown_function", "decode", "payload_too_large", "worker_lost")
+DEAD_REASONS = (
+    "failed",
+    "unknown_function",
+    "decode",
+    "payload_too_large",
+    "result_too_large",
+    "worker_lost",
+    "signature",
+    "invalid_job",
+)
 """Values of the `reason` label of jobd_jobs_dead_lettered_total."""
 QUEUE_STATES = ("queued", "scheduled", "running", "dead")
 
@@ -114,6 +123,12 @@ class Metrics:
             "jobd_redis_reconnects_total", "Times Redis became reachable again after errors.",
             registry=registry,
         )  # fmt: skip
+        self.redis_data_loss = Counter(
+            "jobd_redis_data_loss_detected_total",
+            "Times Redis came back from a restart without the data this worker knew (no "
+            "persistence).",
+            registry=registry,
+        )
         self.redis_up = Gauge(
             "jobd_redis_up", "1 while Redis answers this worker, else 0.", registry=registry
         )

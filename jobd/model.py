@@ -12,7 +12,9 @@ from jobd.errors import PayloadError, PayloadTooLarge, SerializationError
 from jobd.serializer import Serializer, find_unserializable
 
 PAYLOAD_VERSION = 1
-"""Major version of the payload envelope; a worker refuses envelopes of a newer major version."""
+"""Major version of the payload envelope `{"v": 1, "args": [...], "kwargs": {...}}`; a worker refuses
+envelopes of a newer major version. Minor revisions only add fields, which older workers ignore
+(the stored payload is never rewritten, so such fields survive retries and dead-letter retries)."""
 
 
 class JobStatus(StrEnum):
@@ -96,6 +98,8 @@ def decode_payload(serializer: Serializer, data: bytes) -> tuple[tuple[Any, ...]
     version = envelope.get("v")
     if not isinstance(version, int) or isinstance(version, bool):
         raise PayloadError("payload has no format version 'v'")
+    if version < 1:
+        raise PayloadError(f"payload has an unknown format version {version}")
     if version > PAYLOAD_VERSION:
         raise PayloadError(
             f"payload was written by a newer jobd (format {version}); "

@@ -16,6 +16,7 @@ from jobd import __version__
 from jobd.client import connection_options
 from jobd.health import wait_for
 from jobd.keys import RegistryKeys
+from jobd.serverwatch import ServerWatch
 
 if TYPE_CHECKING:
     from jobd.worker import Worker
@@ -36,6 +37,13 @@ class Monitor:
         self.worker = worker
         self.started_at_ms = round(time.time() * 1000)
         self.registry = RegistryKeys(worker.settings.redis.key_prefix)
+        self.server = ServerWatch(
+            worker.settings.redis.key_prefix, worker.settings.redis.redacted_url(), worker.metrics
+        )
+
+    @property
+    def _connect_timeout(self) -> float:
+        return self.worker.settings.redis.connect_timeout
 
     def _client(self) -> redis.asyncio.Redis:
         settings = self.worker.settings.redis
@@ -48,20 +56,37 @@ class Monitor:
         (a paused or partitioned Redis would otherwise show only after the socket timeout)."""
         client = self._client()
         health = self.worker.redis_health
+        # A new connection's handshake takes several round trips: the first ping of a client gets
+        # the connect timeout on top (found by tests/chaos F25: with a 400 ms round trip no new
+        # connection ever finished within the probe's timeout, and readiness flapped for ever).
+        connected = False
         try:
             while not self.worker.finished.is_set():
                 try:
-                    async with asyncio.timeout(PROBE_TIMEOUT):
+                    timeout = PROBE_TIMEOUT if connected else PROBE_TIMEOUT + self._connect_timeout
+                    async with asyncio.timeout(timeout):
                         await client.ping()
                 except (TimeoutError, redis.exceptions.RedisError, OSError) as error:
                     health.failed("ping", error if str(error) else TimeoutError("no answer"))
                     await client.aclose()
                     client = self._client()
+                    connected = False
                 else:
+                    connected = True
                     health.succeeded()
+                    await self._observe_server(client)
                 await wait_for(self.worker.finished, PROBE_INTERVAL)
         finally:
             await client.aclose()
+
+    async def _observe_server(self, client: redis.asyncio.Redis) -> None:
+        """Startup checks and data-loss detection (jobd.serverwatch), outside the probe's timeout:
+        a slow Redis is not an unavailable one."""
+        try:
+            async with asyncio.timeout(5 * PROBE_TIMEOUT):
+                await self.server.observe(client)
+        except (TimeoutError, redis.exceptions.RedisError, OSError) as error:
+            logger.debug("redis server not observed: %s", error)
 
     async def refresh_queue_figures(self) -> None:
         """Read queue depths and the head job's age into the metrics every few seconds."""
@@ -70,6 +95,8 @@ class Monitor:
                 await self._queue_figures()
             except (redis.exceptions.RedisError, OSError) as error:
                 logger.debug("queue figures not refreshed: %s", error)
+            except Exception:  # a figure must never stop the worker (its TaskGroup)
+                logger.exception("queue figures not refreshed")
             await wait_for(self.worker.finished, STATS_INTERVAL)
 
     async def _queue_figures(self) -> None:
@@ -94,8 +121,9 @@ class Monitor:
                 metrics.queue_jobs.labels(queue, state).set(count)
             age = 0.0
             if head:
-                due = await client.hget(keys.job(head[0].decode()), "due_at")
-                if due:
+                # the id as bytes: one forged in Redis need not be UTF-8
+                due = await client.hget(keys.job_prefix.encode() + head[0], "due_at")
+                if due and due.isdigit():
                     age = max(0.0, int(seconds) + int(micros) / 1e6 - int(due) / 1000)
             metrics.queue_oldest_age.labels(queue).set(age)
 

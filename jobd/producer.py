@@ -3,28 +3,38 @@ they drive (jobd.commands), and the job handle's read-only parts. Each client ad
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobd import commands
 from jobd.commands import JobRef, Operation
-from jobd.errors import RedisAuthError, RedisUnavailable
+from jobd.errors import RedisAuthError, RedisFull, RedisTLSError, RedisUnavailable
 from jobd.serializer import DEFAULT_MAX_BYTES, JsonSerializer, Serializer
 from jobd.settings import redact_url
+from jobd.signing import key_bytes, key_from_environment
+from jobd.tls import tls_problem
 
 Call = tuple[str, Sequence[Any], dict[str, Any]]
 AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
 
 
 def is_auth_error(error: BaseException) -> bool:
-    """Wrong password, missing password, or an ACL denial."""
-    return isinstance(error, AuthenticationError) or (
-        isinstance(error, ResponseError) and str(error).startswith(AUTH_REPLIES)
-    )
+    """Wrong password, missing password, or an ACL denial (redis-py strips the NOPERM of the
+    last into NoPermissionError; inside a script the reply keeps it, after "ERR ...")."""
+    if isinstance(error, AuthenticationError | NoPermissionError):
+        return True
+    text = str(error)
+    return isinstance(error, ResponseError) and (text.startswith(AUTH_REPLIES) or "NOPERM" in text)
 
 
 def auth_message(url_text: str, error: BaseException) -> str:
@@ -32,11 +42,37 @@ def auth_message(url_text: str, error: BaseException) -> str:
     text = str(error)
     if "NOAUTH" in text or "HELLO must be called with the client already authenticated" in text:
         hint = "Redis requires a password and none was given: put it in redis.url"
-    elif "NOPERM" in text:
+    elif isinstance(error, NoPermissionError) and "channels" in text:
+        hint = (
+            "the Redis ACL user may not use jobd's pub/sub channels: give it the channel pattern "
+            "&<key_prefix>:* or allchannels (Redis 7 gives new users no channels)"
+        )
+    elif isinstance(error, NoPermissionError) or "NOPERM" in text:
         hint = "the Redis ACL user lacks a permission jobd needs"
     else:
         hint = "wrong user name or password in redis.url"
     return f"Redis at {url_text} refused the credentials ({hint}): {text}"
+
+
+def options_from_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The client options that the worker's `jobs.toml` at `path` implies: its Redis (for
+    `url = "embedded"`, the running server's URL from the data dir), key prefix, timeouts, payload
+    limit, and the first of `worker.queues` as default queue. ConfigError if the file is invalid;
+    RedisUnavailable if it asks for the embedded Redis and no worker runs it.
+
+    Loads jobd.config only now; it reads TOML with tomllib and loads none of the worker's parts."""
+    from jobd import config, embedded
+
+    settings = config.load(os.fspath(path))
+    return {
+        "url": embedded.client_url(settings),
+        "key_prefix": settings.redis.key_prefix,
+        "default_queue": settings.worker.queues[0],
+        "max_payload_bytes": settings.worker.max_payload_bytes,
+        "socket_timeout": settings.redis.socket_timeout,
+        "connect_timeout": settings.redis.connect_timeout,
+        "signing_key": settings.worker.signing_key or None,
+    }
 
 
 class Producer:
@@ -49,11 +85,16 @@ class Producer:
         key_prefix: str = "jobd",
         default_queue: str = "default",
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
+        signing_key: str | bytes | None = None,
     ) -> None:
         self.key_prefix = commands.check_queue(key_prefix)
         self.default_queue = commands.check_queue(default_queue)
         self.serializer: Serializer = JsonSerializer(max_payload_bytes)
         self.url_text = redact_url(url)
+        # None: the key in JOBD_SIGNING_KEY, if set. Never part of repr().
+        self._signing_key = (
+            key_from_environment() if signing_key is None else key_bytes(signing_key)
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url_text!r}, key_prefix={self.key_prefix!r})"
@@ -79,8 +120,9 @@ class Producer:
         )  # fmt: skip
         normalized = [(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
         return commands.enqueue(
-            self.key_prefix, options, normalized, self.serializer, job_ids=job_ids, strict=strict
-        )
+            self.key_prefix, options, normalized, self.serializer, job_ids=job_ids, strict=strict,
+            signing_key=self._signing_key,
+        )  # fmt: skip
 
     def ref(self, job_id: str, queue: str | None) -> JobRef:
         return JobRef(
@@ -91,8 +133,17 @@ class Producer:
         """Turn redis-py errors a user cannot act on into jobd errors that say what to do."""
         if is_auth_error(error):
             return RedisAuthError(auth_message(self.url_text, error))
+        problem = tls_problem(error)
+        if problem is not None:
+            return RedisTLSError(f"Redis at {self.url_text}: {problem}")
         if isinstance(error, RedisConnectionError):
             return RedisUnavailable(f"cannot reach Redis at {self.url_text}: {error}")
+        if isinstance(error, OutOfMemoryError):
+            return RedisFull(
+                f"Redis at {self.url_text} is full: it reached maxmemory and refuses new writes, "
+                "so nothing was stored. Free memory (fewer waiting jobs, a shorter keep_result) "
+                f"or raise maxmemory. Redis said: {error}"
+            )
         return error
 
 

@@ -12,7 +12,11 @@ from typing import TypeVar
 
 from redis.exceptions import (
     AuthenticationError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import (
     ConnectionError as RedisConnectionError,
@@ -21,9 +25,10 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
-from jobd.errors import RedisAuthError
+from jobd.errors import RedisAuthError, RedisTLSError
 from jobd.metrics import Metrics
 from jobd.producer import auth_message, is_auth_error
+from jobd.tls import tls_problem
 
 T = TypeVar("T")
 logger = logging.getLogger("jobd.redis")
@@ -39,11 +44,17 @@ TRANSIENT_REPLIES = (
     "OOM",
 )
 """Error replies that mean "Redis cannot do this right now" (restarting, failing over, full)."""
+TRANSIENT_ERRORS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
+"""The same replies as redis-py raises them: it strips the code from the message of these (OOM,
+READONLY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN), so the prefixes above never match them (found by
+tests/chaos F20: a full Redis was treated as an unexpected error)."""
 
 
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError)):
         return not isinstance(error, AuthenticationError)
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
     return isinstance(error, ResponseError) and str(error).startswith(TRANSIENT_REPLIES)
 
 
@@ -88,13 +99,29 @@ class RedisHealth:
                 self._on_change(True)
 
 
-class RedisCaller:
-    """Retries a Redis call until it works, the deadline passes, or credentials are refused."""
+DIAGNOSE_EVERY = 10
+"""Until Redis has answered once, every this many failed attempts ask `diagnose` why."""
 
-    def __init__(self, health: RedisHealth, url_text: str, *, max_delay: float = 5.0) -> None:
+
+class RedisCaller:
+    """Retries a Redis call until it works, the deadline passes, or credentials are refused.
+
+    `diagnose` (jobd.tls.diagnose) explains connection failures that are configuration mistakes
+    in disguise; it is asked only until Redis has answered once."""
+
+    def __init__(
+        self,
+        health: RedisHealth,
+        url_text: str,
+        *,
+        max_delay: float = 5.0,
+        diagnose: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> None:
         self.health = health
         self.url_text = url_text
         self.max_delay = max_delay
+        self._diagnose = diagnose
+        self._answered = False
 
     async def __call__(
         self,
@@ -113,8 +140,12 @@ class RedisCaller:
             except Exception as error:
                 if is_auth_error(error):
                     raise RedisAuthError(auth_message(self.url_text, error)) from error
+                problem = tls_problem(error)
+                if problem is not None:
+                    raise RedisTLSError(f"Redis at {self.url_text}: {problem}") from error
                 if is_transient(error):
                     self.health.failed(what, error)
+                    await self._explain(attempt, error)
                 elif not keep_trying:
                     raise
                 elif attempt == 0:
@@ -125,5 +156,14 @@ class RedisCaller:
                     raise
                 await asyncio.sleep(delay)  # backoff between reconnect attempts, not a poll
                 continue
+            self._answered = True
             self.health.succeeded()
             return value
+
+    async def _explain(self, attempt: int, error: BaseException) -> None:
+        """Raise RedisTLSError if the failure is a TLS mistake (see jobd.tls.diagnose)."""
+        if self._diagnose is None or self._answered or attempt % DIAGNOSE_EVERY:
+            return
+        problem = await self._diagnose()
+        if problem is not None:
+            raise RedisTLSError(f"Redis at {self.url_text}: {problem}") from error

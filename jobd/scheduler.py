@@ -33,6 +33,7 @@ from jobd.errors import SerializationError
 from jobd.model import encode_payload
 from jobd.serializer import JsonSerializer
 from jobd.settings import CronSettings
+from jobd.signing import sign
 
 if TYPE_CHECKING:
     from jobd.worker import Worker
@@ -66,7 +67,9 @@ class CronScheduler:
         self.worker = worker
         self.now = now
         settings = worker.settings
-        serializer = JsonSerializer(settings.worker.max_payload_bytes)
+        serializer = JsonSerializer(
+            settings.worker.max_payload_bytes, settings.worker.max_json_depth
+        )
         self.targets: list[_Target] = []
         for entry in settings.cron:
             if not entry.enabled or worker.burst:
@@ -149,6 +152,8 @@ class CronScheduler:
         job_id = job_id_for(entry.name, tick)
         following = next_tick(entry, tick)
         period_ms = to_ms(following) - to_ms(tick) if following is not None else 0
+        key = self.worker.signing_key
+        signature = sign(key, job_id, target.queue, entry.function, target.payload) if key else b""
         previous = await self.worker.call(
             "cron",
             functools.partial(
@@ -161,6 +166,7 @@ class CronScheduler:
                 payload=target.payload,
                 priority=entry.priority,
                 keep_ms=max(STATE_KEEP_MS, 3 * period_ms),
+                signature=signature,
             ),
             keep_trying=True,
         )

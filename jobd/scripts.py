@@ -33,6 +33,15 @@ SCRIPT_NAMES = (
 )
 
 
+ALLOW_OOM = frozenset(SCRIPT_NAMES) - {"enqueue", "cron"}
+"""Scripts that Redis runs even at maxmemory (shebang flag allow-oom, Redis 7): they move jobs that
+exist (claim, heartbeats, finish, retry, reap ...), so that workers finish what Redis holds while
+producers are refused. `enqueue` and `cron` create jobs: at maxmemory Redis refuses them with OOM
+before they write anything (their first write is INCR). Found by tests/chaos F20: without the flag
+a full Redis also refused every heartbeat and finish, and the workers stalled."""
+SHEBANG = "#!lua flags=allow-oom\n"
+
+
 @dataclass(frozen=True, slots=True)
 class Script:
     """One Lua script with its SHA1, as Redis will know it."""
@@ -91,7 +100,7 @@ def _load_all() -> dict[str, Script]:
     scripts = {}
     for name in SCRIPT_NAMES:
         text = _read(name)
-        source = library + "\n" + text
+        source = (SHEBANG if name in ALLOW_OOM else "") + library + "\n" + text
         key_count, more_keys = declared_keys(text)
         scripts[name] = Script(
             name, source, hashlib.sha1(source.encode()).hexdigest(), key_count, more_keys

@@ -1,17 +1,34 @@
-"""JSON, the default and only built-in serializer: strict on the way in, size-limited both ways.
+"""JSON, the default and only built-in serializer: strict on the way in, size- and depth-limited both
+ways.
 
 Pickle is never used: anyone who can write to Redis would get code execution in every worker.
+Decoding refuses what Python's `json` would otherwise accept silently or fail on with an odd error
+(RELIABILITY.md, finding 11): duplicate keys (last-wins changes meaning), NaN and Infinity, numbers
+out of float range, integers longer than Python converts (4300 digits), and nesting deeper than
+`max_depth` (checked on the raw text before parsing, so a 10,000-deep list is refused in
+microseconds instead of raising RecursionError half-way). Every refusal is one `PayloadError`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from typing import Any, Protocol
 
 from jobd.errors import PayloadError, PayloadTooLarge, SerializationError
 
 DEFAULT_MAX_BYTES = 1_048_576
+DEFAULT_MAX_DEPTH = 64
+"""Arrays and objects nested deeper than this are refused; far below CPython's recursion limit."""
+MAX_DEPTH_LIMIT = 500
+"""The largest `max_depth` accepted: deeper nesting would reach CPython's recursion limit."""
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"?', re.DOTALL)
+"""A JSON string (an unterminated one runs to the end): possessive, so scanning stays linear."""
+_NOT_BRACKET = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_OBJECT_AS_ARRAY = bytes.maketrans(b"{}", b"[]")
 
 
 class Serializer(Protocol):
@@ -34,6 +51,30 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # json turns 1e400 into inf, which no JSON encoder can write back
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def nesting_exceeds(data: bytes, limit: int) -> bool:
+    """Whether the JSON text `data` nests arrays and objects more than `limit` deep, judged without
+    parsing: strings are cut out, the brackets left over are peeled one level per round.
+
+    Unbalanced brackets (invalid JSON) answer False: the decoder then says what is wrong."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # the common case, at C speed
+    brackets = _STRING.sub(b"", data).translate(_OBJECT_AS_ARRAY, _NOT_BRACKET)
+    for _ in range(limit):
+        peeled = brackets.replace(b"[]", b"")
+        if not peeled or len(peeled) == len(brackets):
+            return False
+        brackets = peeled
+    return True
 
 
 def find_unserializable(value: Any, path: str) -> str | None:
@@ -60,15 +101,26 @@ def find_unserializable(value: Any, path: str) -> str | None:
 
 
 class JsonSerializer:
-    """Compact UTF-8 JSON; refuses NaN/Infinity, duplicate keys, and data above `max_bytes`."""
+    """Compact UTF-8 JSON; refuses NaN/Infinity, duplicate keys, data above `max_bytes` and nesting
+    deeper than `max_depth` (see the module docstring)."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
+    ) -> None:
         self.max_bytes = max_bytes
+        self.max_depth = min(max_depth, MAX_DEPTH_LIMIT)
         self._encoder = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=True
         )
         self._decoder = json.JSONDecoder(
-            object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+
+    def _too_deep(self, what: str) -> str:
+        return (
+            f"{what} is nested too deeply (more than {self.max_depth} levels of arrays and objects)"
         )
 
     def dumps(self, value: Any, *, what: str) -> bytes:
@@ -81,21 +133,32 @@ class JsonSerializer:
                 "None, lists and dicts with string keys"
             ) from None
         except RecursionError:
-            raise SerializationError(f"{what} is nested too deeply to encode") from None
+            raise SerializationError(self._too_deep(what)) from None
         if len(data) > self.max_bytes:
             raise PayloadTooLarge(
                 f"{what} is {len(data)} bytes encoded, above the limit of {self.max_bytes} bytes"
             )
+        if nesting_exceeds(data, self.max_depth):
+            raise SerializationError(self._too_deep(what))
         return data
 
     def loads(self, data: bytes, *, what: str) -> Any:
+        """Decode `data`; one PayloadError says what is wrong. The cheap checks (size, nesting) run
+        before parsing."""
         if len(data) > self.max_bytes:
             raise PayloadError(f"{what} is {len(data)} bytes, limit {self.max_bytes}")
+        if nesting_exceeds(data, self.max_depth):
+            raise PayloadError(self._too_deep(what))
         try:
             return self._decoder.decode(data.decode())
         except UnicodeDecodeError as error:
             raise PayloadError(f"{what} is not valid UTF-8: {error.reason}") from None
         except RecursionError:
-            raise PayloadError(f"{what} is nested too deeply") from None
+            raise PayloadError(self._too_deep(what)) from None
         except ValueError as error:
+            if "integer string conversion" in str(error):
+                digits = sys.get_int_max_str_digits()
+                raise PayloadError(
+                    f"{what} holds an integer of more than {digits} digits"
+                ) from None
             raise PayloadError(f"{what} is not valid JSON: {error}") from None

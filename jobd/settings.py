@@ -6,6 +6,7 @@ says `derived` are computed by the loader (from a table key, `listen`, the file)
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ DERIVED: Mapping[str, Any] = MappingProxyType({"derived": True})
 """Field metadata: the loader computes this field; it is not a key of the TOML file."""
 
 REDACTED = "***"
+
+EMBEDDED_URL = "embedded"
+"""`redis.url = "embedded"`: jobd starts a private Redis in `redis.data_dir` (see jobd.embedded)."""
 
 
 class Backoff(StrEnum):
@@ -53,7 +57,8 @@ class RetrySettings:
 class RedisSettings:
     """Where Redis is. Its `repr` never shows the password."""
 
-    # redis://[[user]:password@]host[:port][/db], rediss:// for TLS, or unix:///path/to/socket
+    # redis://[[user]:password@]host[:port][/db], rediss:// for TLS, unix:///path/to/socket, or
+    # "embedded": a private Redis that jobd starts itself (development only; see jobd.embedded)
     url: str = "redis://localhost:6379/0"
     # every key jobd writes starts with "<key_prefix>:"
     key_prefix: str = "jobd"
@@ -61,6 +66,14 @@ class RedisSettings:
     socket_timeout: float = 10.0
     # how long connecting may take, seconds
     connect_timeout: float = 5.0
+    # url = "embedded": where that server keeps its data, socket and discovery file; a relative
+    # path is taken from the directory of the configuration file
+    data_dir: str = ".jobd"
+
+    @property
+    def embedded(self) -> bool:
+        """Whether jobd runs its own private Redis (`url = "embedded"`)."""
+        return self.url == EMBEDDED_URL
 
     def redacted_url(self) -> str:
         """The URL with any password (user part, `password=` query) replaced by `***`."""
@@ -69,7 +82,8 @@ class RedisSettings:
     def __repr__(self) -> str:
         return (
             f"RedisSettings(url={self.redacted_url()!r}, key_prefix={self.key_prefix!r}, "
-            f"socket_timeout={self.socket_timeout!r}, connect_timeout={self.connect_timeout!r})"
+            f"socket_timeout={self.socket_timeout!r}, connect_timeout={self.connect_timeout!r}, "
+            f"data_dir={self.data_dir!r})"
         )
 
 
@@ -93,6 +107,10 @@ class WorkerSettings:
     max_payload_bytes: int = 1_048_576
     # largest encoded result stored, bytes
     max_result_bytes: int = 1_048_576
+    # arrays and objects nested deeper than this in arguments or results are refused (1 to 500)
+    max_json_depth: int = 64
+    # HMAC key: jobs must carry a signature made with it (from the environment only; "" = off)
+    signing_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,12 +215,22 @@ class Settings:
         """The settings of the function producers enqueue as `name`, or None if there is none."""
         return self.functions.get(name)
 
+    def redis_data_dir(self) -> Path:
+        """`redis.data_dir` as an absolute path: a relative one is taken from the directory of
+        the configuration file (of the working directory for settings not read from a file)."""
+        base = self.source.parent if self.source is not None else Path.cwd()
+        return Path(os.path.abspath(base / Path(self.redis.data_dir).expanduser()))
+
 
 _USER_INFO = re.compile(r"^(?P<scheme>[^:/?#]*://)(?P<userinfo>[^/?#]*)@")
 
 
+_SECRET_QUERY_KEYS = ("password", "ssl_password")
+
+
 def redact_url(url: str) -> str:
-    """`url` with the password of its user part and of a `password=` query replaced by ***."""
+    """`url` with the password of its user part and of a `password=` or `ssl_password=` query
+    replaced by ***."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -216,10 +244,10 @@ def redact_url(url: str) -> str:
             redacted = redacted.replace(f"//{parts.netloc}", f"//{user}:{REDACTED}@{host}", 1)
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(key == "password" for key, _ in pairs):
+        if any(key in _SECRET_QUERY_KEYS for key, _ in pairs):
             query = urlencode(
-                [(key, REDACTED if key == "password" else value) for key, value in pairs],
-                safe="*",
+                [(key, REDACTED if key in _SECRET_QUERY_KEYS else value) for key, value in pairs],
+                safe="*/:",
             )
             redacted = redacted.replace(f"?{parts.query}", f"?{query}", 1)
     return redacted

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import redis.asyncio
 
-from jobd.commands import functions_key
+from jobd.commands import check_job_id, functions_key
+from jobd.errors import InvalidJobOption
 from jobd.execute import ClaimedJob
 from jobd.keys import QueueKeys
 from jobd.model import ErrorInfo, encode_error
@@ -33,8 +34,9 @@ class Claim:
     next_due_ms: int | None
     expired: list[tuple[str, str]] = field(default_factory=list)
     """(id, function) of jobs dropped because they expired before starting."""
-    dead: list[tuple[str, str]] = field(default_factory=list)
-    """(id, function) of jobs dead-lettered because their payload is above the limit."""
+    dead: list[tuple[str, str, str]] = field(default_factory=list)
+    """(id, function, reason) of jobs the script dead-lettered: 'payload_too_large', or
+    'invalid_job' (an id or count no producer writes; the id is shown with escapes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +73,65 @@ def _texts(values: Iterable[bytes]) -> list[str]:
 
 
 def _pairs(values: list[bytes]) -> list[tuple[str, str]]:
-    texts = _texts(values)
+    # (id, function) or (id, token): a forged function name must not break the reply
+    texts = [value.decode(errors="backslashreplace") for value in values]
     return list(zip(texts[::2], texts[1::2], strict=True))
+
+
+def _triples(values: list[bytes]) -> list[tuple[str, str, str]]:
+    texts = [value.decode(errors="backslashreplace") for value in values]
+    return list(zip(texts[::3], texts[1::3], texts[2::3], strict=True))
 
 
 def _optional_int(value: bytes | None) -> int | None:
     return int(value) if value else None
+
+
+def _claimed_job(queue: str, token: str, row: list[bytes | None]) -> ClaimedJob:
+    """A claimed job from the fields claim.lua read from its hash. Fields that no producer writes
+    (forged or corrupted in Redis) never raise here: they set `problem`, and the job is then
+    dead-lettered like any job that cannot run. claim.lua has checked the id and `tries`."""
+    problems: list[str] = []
+
+    def number(index: int, name: str) -> int | None:
+        value = row[index]
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            problems.append(f"field {name!r} is not an integer")
+            return None
+
+    job_id = (row[0] or b"").decode()
+    try:
+        check_job_id(job_id)
+    except InvalidJobOption as error:
+        problems.append(str(error))
+    function = (row[1] or b"").decode(errors="replace")
+    enqueued_ms = number(7, "enqueued_at") or 0
+    try:
+        enqueued_at = datetime.fromtimestamp(enqueued_ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        problems.append("field 'enqueued_at' is not a time")
+        enqueued_at = datetime.fromtimestamp(0, tz=UTC)
+    timeout_ms = number(6, "timeout")
+    return ClaimedJob(
+        id=job_id,
+        queue=queue,
+        token=token,
+        function=function,
+        payload=row[2] or b"",
+        tries=int(row[3] or 0),
+        lost=number(4, "lost") or 0,
+        max_tries=number(5, "max_tries"),
+        timeout=timeout_ms / 1000 if timeout_ms else None,
+        enqueued_at=enqueued_at,
+        priority=number(8, "priority") or 0,
+        due_at_ms=number(9, "due_at") or 0,
+        signature=row[10] if len(row) > 10 else None,
+        problem="; ".join(problems),
+    )
 
 
 class Store:
@@ -145,24 +200,8 @@ class Store:
         assert isinstance(reply, list)
         now_ms, next_due, token, expired, dead, *rows = reply
         token_text = token.decode()
-        jobs = [
-            ClaimedJob(
-                id=row[0].decode(),
-                queue=queue,
-                token=token_text,
-                function=row[1].decode(),
-                payload=row[2],
-                tries=int(row[3]),
-                lost=int(row[4] or 0),
-                max_tries=_optional_int(row[5]),
-                timeout=int(row[6]) / 1000 if row[6] else None,
-                enqueued_at=datetime.fromtimestamp(int(row[7]) / 1000, tz=UTC),
-                priority=int(row[8] or 0),
-                due_at_ms=int(row[9] or 0),
-            )
-            for row in rows
-        ]
-        return Claim(jobs, int(now_ms), _optional_int(next_due), _pairs(expired), _pairs(dead))
+        jobs = [_claimed_job(queue, token_text, row) for row in rows]
+        return Claim(jobs, int(now_ms), _optional_int(next_due), _pairs(expired), _triples(dead))
 
     async def finish(self, queue: str, items: Sequence[Finish]) -> list[str]:
         """Store outcomes of jobs of one queue in one call; per job 'ok', 'stale' or 'replayed'."""
@@ -222,13 +261,17 @@ class Store:
         assert isinstance(reply, bytes)
         return reply.decode()
 
-    async def renew(self, queue: str, jobs: Iterable[ClaimedJob]) -> Renewal:
-        """Heartbeat: extend this worker's lease; reports lost leases, aborts and released orphans."""
+    async def renew(
+        self, queue: str, jobs: Iterable[ClaimedJob], client: redis.asyncio.Redis | None = None
+    ) -> Renewal:
+        """Heartbeat: extend this worker's lease; reports lost leases, aborts and released orphans.
+        `client`: the heartbeat's own connection (default: the worker's)."""
         keys = self.keys(queue)
         args: list[Argument] = [self.worker_id, self.lease_ms, self.gap_ms]
         for job in jobs:
             args += [job.id, job.token]
-        reply = await self._script(
+        reply = await run_async(
+            client or self.redis,
             "renew",
             [
                 keys.workers,
@@ -258,6 +301,7 @@ class Store:
                 keys.wake,
                 keys.job_prefix,
                 keys.owned_prefix,
+                keys.scheduled,
             ],
             [self.lease_ms, self.gap_ms, max_lost, REAP_WORKER_LIMIT, ABORTED_KEEP_MS],
         )
@@ -275,6 +319,7 @@ class Store:
         payload: bytes,
         priority: int,
         keep_ms: int,
+        signature: bytes = b"",
     ) -> int | None:
         """Fire one tick of cron entry `name` (enqueue its job) unless it was fired already. Returns
         the entry's previous fired tick (epoch ms, 0 for none) when this call fired it, else None."""
@@ -282,7 +327,17 @@ class Store:
         reply = await self._script(
             "cron",
             [keys.cron(name), keys.queued, keys.scheduled, keys.seq, keys.wake, keys.job(job_id)],
-            [tick_ms, job_id, function, payload, queue, priority, self.worker_id, keep_ms],
+            [
+                tick_ms,
+                job_id,
+                function,
+                payload,
+                queue,
+                priority,
+                self.worker_id,
+                keep_ms,
+                signature,
+            ],
         )
         assert isinstance(reply, list)
         fired, previous = reply

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ import redis.retry
 from jobd.client import RETRY_ATTEMPTS, connection_options, retry_backoff
 from jobd.commands import Operation, ScriptCall
 from jobd.model import JobInfo, JobStatus
-from jobd.producer import Call, Handle, Producer
+from jobd.producer import Call, Handle, Producer, options_from_config
 from jobd.scripts import run_sync
 from jobd.serializer import DEFAULT_MAX_BYTES
 
@@ -31,15 +32,23 @@ class SyncClient(Producer):
         socket_timeout: float = 10.0,
         connect_timeout: float = 5.0,
         redis_client: redis.Redis | None = None,
+        signing_key: str | bytes | None = None,
     ) -> None:
+        """`signing_key` signs every job (jobd.signing); None: the key in the environment variable
+        JOBD_SIGNING_KEY, if it is set."""
         super().__init__(
             url, key_prefix=key_prefix, default_queue=default_queue,
-            max_payload_bytes=max_payload_bytes,
+            max_payload_bytes=max_payload_bytes, signing_key=signing_key,
         )  # fmt: skip
         self._owns_redis = redis_client is None
         options = connection_options(socket_timeout, connect_timeout)
         options["retry"] = redis.retry.Retry(retry_backoff(), RETRY_ATTEMPTS)
         self.redis = redis_client or redis.Redis.from_url(url, **options)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **options: Any) -> SyncClient:
+        """A client for the Redis of the worker's `jobs.toml`; see `Client.from_config`."""
+        return cls(**{**options_from_config(path), **options})
 
     def __enter__(self) -> SyncClient:
         return self

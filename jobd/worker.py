@@ -18,6 +18,7 @@ from typing import Any
 
 import redis.asyncio
 
+from jobd.blocking import watch_functions
 from jobd.client import connection_options
 from jobd.execute import ClaimedJob, Runner
 from jobd.finisher import Finisher
@@ -31,14 +32,20 @@ from jobd.resilience import RedisCaller, RedisHealth
 from jobd.scheduler import CronScheduler
 from jobd.serializer import JsonSerializer
 from jobd.settings import Settings
+from jobd.signing import key_bytes
 from jobd.store import Store
 from jobd.systemd import Notifier
+from jobd.tls import diagnose as diagnose_tls
 
 logger = logging.getLogger("jobd.worker")
 
 IDLE_WAIT_SECONDS = 1.0
 """Longest blocking wait on a wake marker: well below the socket timeout (RELIABILITY.md, finding 3).
 Pickup does not depend on it: enqueue pushes the marker that ends the wait at once."""
+
+
+CLAIM_GRACE_SECONDS = 5.0
+"""Longest wait on SIGTERM for a claim in flight (it normally takes a millisecond)."""
 
 
 class State(StrEnum):
@@ -72,6 +79,9 @@ class RunningJob:
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
     """Why the worker cancelled it: 'drain', 'abort' or 'lost'."""
+    ended: bool = False
+    """The function has returned and its outcome is being stored: never cancelled any more (a
+    heartbeat that finds the job no longer running is seeing that outcome; the finish is fenced)."""
 
 
 def new_worker_id() -> str:
@@ -97,7 +107,8 @@ class Worker:
         self.metrics = instruments.metrics
         self.health = instruments.health
         self.notifier = instruments.notifier
-        self.functions = functions
+        # async jobs that block the event loop past a third of the lease are named in the log
+        self.functions = watch_functions(functions, min(1.0, settings.worker.lease_timeout / 3))
         self.burst = burst
         self.shutdown = shutdown or Shutdown()
         self.state = State.STARTING
@@ -110,7 +121,13 @@ class Worker:
         self.processed = 0
         options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
         self.redis = redis.asyncio.Redis.from_url(settings.redis.url, **options)
-        self.call = RedisCaller(self.redis_health, settings.redis.redacted_url())
+        self.call = RedisCaller(
+            self.redis_health,
+            settings.redis.redacted_url(),
+            diagnose=functools.partial(
+                diagnose_tls, settings.redis.url, settings.redis.connect_timeout
+            ),
+        )
         self.store = Store(
             self.redis,
             prefix=settings.redis.key_prefix,
@@ -120,9 +137,11 @@ class Worker:
         )
         threads = worker.sync_threads or min(worker.concurrency, 32)
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="jobd-sync")
+        self.signing_key = key_bytes(worker.signing_key)
+        """With worker.signing_key: only jobs signed with it run (jobd.signing)."""
         runner = Runner(
-            serializer=JsonSerializer(worker.max_payload_bytes),
-            result_serializer=JsonSerializer(worker.max_result_bytes),
+            serializer=JsonSerializer(worker.max_payload_bytes, worker.max_json_depth),
+            result_serializer=JsonSerializer(worker.max_result_bytes, worker.max_json_depth),
             executor=self.executor,
             state=state if state is not None else {},
         )
@@ -137,6 +156,7 @@ class Worker:
         self.finished = asyncio.Event()
         """Set once drained: the helper loops end."""
         self._next_due: dict[str, float] = {}
+        self._claiming = False
 
     @property
     def ready(self) -> bool:
@@ -171,6 +191,8 @@ class Worker:
             ",".join(self.functions),
         )
         try:
+            await self.call("subscribe", self.leases.check_channels, keep_trying=True)
+            # last before the loops start: the heartbeat loop renews one interval after this
             await self.leases.heartbeat_once()
             self._transition(State.RUNNING)
             self.notifier.ready(self.status_line())
@@ -187,7 +209,7 @@ class Worker:
                 ]
                 stop = group.create_task(self.shutdown.stop.wait())
                 await asyncio.wait([fetcher, stop], return_when=asyncio.FIRST_COMPLETED)
-                fetcher.cancel()
+                await self._stop_fetching(fetcher)
                 stop.cancel()
                 await self._drain()
                 # Flags as well as cancel(): a cancellation that lands inside a redis-py call can be
@@ -200,6 +222,7 @@ class Worker:
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)
             await self.redis.aclose()
+            await self.leases.close()
             self._transition(State.STOPPED)
 
     # -- fetching ---------------------------------------------------------------------------------
@@ -215,11 +238,15 @@ class Worker:
             full_batch = False
             for queue in self.settings.worker.queues:
                 free = concurrency - len(self.running)
-                if free <= 0:
+                if free <= 0 or self.shutdown.stop.is_set():
                     break
-                claim = await self.call(
-                    "claim", functools.partial(self.store.claim, queue, free), keep_trying=True
-                )
+                self._claiming = True
+                try:
+                    claim = await self.call(
+                        "claim", functools.partial(self.store.claim, queue, free), keep_trying=True
+                    )
+                finally:
+                    self._claiming = False
                 self.handler.report_claim(queue, claim)
                 for job in claim.jobs:
                     self._start(job, claim.now_ms)
@@ -234,7 +261,17 @@ class Worker:
             if self.burst and not self.running and not any(self._next_due.values()):
                 logger.info("burst: queues are empty, stopping")
                 return
-            await self._wait_for_work()
+            if not self.shutdown.stop.is_set():
+                await self._wait_for_work()
+
+    async def _stop_fetching(self, fetcher: asyncio.Task[None]) -> None:
+        """End the fetch loop, but not in the middle of a claim: the jobs a claim took belong to
+        this worker, and a reply dropped by the cancellation would leave them owned by nobody who
+        knows (the reaper would give them back as lost, charging a try). Those jobs are drained
+        like the others. A claim stuck in a Redis outage is not waited for."""
+        if self._claiming and self.redis_health.available:
+            await asyncio.wait([fetcher], timeout=CLAIM_GRACE_SECONDS)
+        fetcher.cancel()
 
     async def _wait_for_work(self) -> None:
         timeout = IDLE_WAIT_SECONDS
@@ -298,7 +335,7 @@ class Worker:
         for (entry_queue, entry_id, entry_token), entry in list(self.running.items()):
             if entry_queue != queue or entry_id != job_id or token not in (None, entry_token):
                 continue
-            if entry.task is None or entry.cancel_reason is not None:
+            if entry.task is None or entry.cancel_reason is not None or entry.ended:
                 continue
             entry.cancel_reason = reason
             entry.task.cancel()

@@ -113,3 +113,46 @@ async def block_loop(seconds: float) -> str:
     """Blocks the worker's event loop (a bug users make): /healthz must notice."""
     time.sleep(seconds)  # noqa: ASYNC251 - blocking on purpose
     return "unblocked"
+
+
+# -- the chaos suite's jobs (tests/chaos) ---------------------------------------------------------
+
+
+def _identity() -> str:
+    """Who ran this try: "pid|try". Returned as the result, so the checker can tell whose result
+    was stored when two runs of one job overlapped."""
+    return f"{os.getpid()}|{jobd.current_job().try_number}"
+
+
+async def chaos(key: str, seconds: float = 0.0) -> str:
+    """Ledger job of the chaos suite: `start`, an optional (async) sleep, `end`; returns its run."""
+    _record("start", key)
+    if seconds:
+        await asyncio.sleep(seconds)
+    _record("end", key)
+    return _identity()
+
+
+def sync_chaos(key: str, seconds: float = 0.0) -> str:
+    """`chaos` as a plain def (the worker's thread pool runs it)."""
+    _record("start", key)
+    time.sleep(seconds)
+    _record("end", key)
+    return _identity()
+
+
+async def block_chaos(key: str, seconds: float, blocking_tries: int = 1) -> str:
+    """`chaos` that blocks the event loop while it sleeps (a bug users make), on its first
+    `blocking_tries` tries; later tries do not sleep."""
+    _record("start", key)
+    if jobd.current_job().try_number <= blocking_tries:
+        time.sleep(seconds)  # noqa: ASYNC251 - blocking on purpose
+    _record("end", key)
+    return _identity()
+
+
+async def crash_now(key: str | None = None) -> None:
+    """A poison pill: records its start, then ends the worker process at once (like an OOM kill)."""
+    if key is not None:
+        _record("start", key)
+    os._exit(137)

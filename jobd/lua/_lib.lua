@@ -80,10 +80,10 @@ end
 
 -- Store a new job unless a job with this id exists (deduplication by id): queued at its place in
 -- the queue, or scheduled when it is due after now. Optional fields ('' = unset): max_tries, timeout
--- (ms), expires (ms after now). The caller wakes a worker (once, however many jobs it stored).
--- Returns 1 and the new job's status, or 0 and the status of the job that exists.
+-- (ms), expires (ms after now), signature. The caller wakes a worker (once, however many jobs it
+-- stored). Returns 1 and the new job's status, or 0 and the status of the job that exists.
 local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, payload, queue,
-                         priority, max_tries, timeout, expires, now, due)
+                         priority, max_tries, timeout, expires, now, due, signature)
   if redis.call('EXISTS', job_key) == 1 then
     return 0, redis.call('HGET', job_key, 'status') or 'unknown'
   end
@@ -94,6 +94,7 @@ local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, pa
   if max_tries ~= '' then redis.call('HSET', job_key, 'max_tries', max_tries) end
   if timeout ~= '' then redis.call('HSET', job_key, 'timeout', timeout) end
   if expires ~= '' then redis.call('HSET', job_key, 'expires_at', now + tonumber(expires)) end
+  if signature ~= '' then redis.call('HSET', job_key, 'signature', signature) end
   if due > now then
     redis.call('ZADD', scheduled_key, due, id)
     redis.call('HSET', job_key, 'status', 'scheduled')

@@ -1,7 +1,10 @@
 -- claim.lua: hand up to N ready jobs of one queue to a worker, under a fresh fencing token.
 -- Atomic so that a job is never given to two workers and never leaves 'queued' without an owner.
 -- Promotes due scheduled jobs first, drops expired ones, dead-letters oversized payloads without
--- shipping them, and refreshes the worker's heartbeat (the lease of all its jobs).
+-- shipping them, and refreshes the worker's heartbeat (the lease of all its jobs). A job that no
+-- producer can have written (an id that is not printable UTF-8 without spaces, or a 'tries' that is
+-- not a count: forged or corrupted in Redis) is dead-lettered here too, so that it can neither
+-- break this script half-way nor reach the worker.
 -- Replay-safe: the worker sends a nonce per claim; a replayed call with the same nonce returns the jobs
 -- the first call claimed instead of claiming more (which would orphan them).
 -- KEYS[1] queued  KEYS[2] scheduled  KEYS[3] running  KEYS[4] workers  KEYS[5] owned:<worker> (SET)
@@ -10,16 +13,70 @@
 -- ARGV[1] worker id  ARGV[2] nonce  ARGV[3] max jobs  ARGV[4] lease ms  ARGV[5] activity gap ms
 -- ARGV[6] max payload bytes  ARGV[7] promote limit
 -- Returns {now, next due ms or '', token, {expired: id, function, ...}, {dead-lettered: id, function,
--- ...}, job, job, ...} with each job = {id, function, payload, tries, lost, max_tries, timeout,
--- enqueued_at, priority, due_at}.
+-- reason ('payload_too_large' or 'invalid_job'), ...}, job, job, ...} with each job = {id, function,
+-- payload, tries, lost, max_tries, timeout, enqueued_at, priority, due_at, signature}.
 local worker, nonce = ARGV[1], ARGV[2]
 local token = worker .. ':' .. nonce
 local now = now_ms()
 local job_prefix = KEYS[10]
 local fields = {'id', 'function', 'payload', 'tries', 'lost', 'max_tries', 'timeout', 'enqueued_at',
-  'priority', 'due_at'}
+  'priority', 'due_at', 'signature'}
 touch_activity(KEYS[8], now, tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), worker)
+
+-- Whether `s` is well-formed UTF-8 (as Python's strict decoder judges it: no overlong forms, no
+-- surrogates, nothing above U+10FFFF).
+local function utf8_valid(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    if c < 128 then
+      i = i + 1
+    else
+      local len, low, high = 0, 128, 191
+      if c >= 194 and c <= 223 then len = 2
+      elseif c >= 224 and c <= 239 then
+        len = 3
+        if c == 224 then low = 160 elseif c == 237 then high = 159 end
+      elseif c >= 240 and c <= 244 then
+        len = 4
+        if c == 240 then low = 144 elseif c == 244 then high = 143 end
+      else
+        return false
+      end
+      local second = string.byte(s, i + 1)
+      if not second or second < low or second > high then return false end
+      for j = i + 2, i + len - 1 do
+        local byte = string.byte(s, j)
+        if not byte or byte < 128 or byte > 191 then return false end
+      end
+      i = i + len
+    end
+  end
+  return true
+end
+
+-- Why a popped job cannot be handed out, or nil. The worker checks the rest of the job rule.
+local function invalid_job(id, tries)
+  if #id == 0 or #id > 800 or string.find(id, '[%z\1-\32\127]')
+      or (string.find(id, '[\128-\255]') and not utf8_valid(id)) then
+    return 'job id is not printable UTF-8 text without spaces'
+  end
+  if tries and not string.find(tries, '^%d+$') then
+    return "field 'tries' is not a count"
+  end
+  return nil
+end
+
+local reply_dead = {}
+local function dead_letter(job_key, id, fn, error_type, message, reason)
+  redis.call('HSET', job_key, 'status', 'failed', 'finished_at', now, 'error',
+    cjson.encode({type = error_type, message = message}))
+  redis.call('ZADD', KEYS[9], now, id)
+  table.insert(reply_dead, id)
+  table.insert(reply_dead, fn or '')
+  table.insert(reply_dead, reason)
+end
 
 local function next_due()
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -27,7 +84,7 @@ local function next_due()
   return first[2]
 end
 
-local reply = {now, '', token, {}, {}}
+local reply = {now, '', token, {}, reply_dead}
 local last = redis.call('GET', KEYS[6])
 if last then
   local separator = string.find(last, '\n', 1, true)
@@ -36,7 +93,9 @@ if last then
       local job_key = job_prefix .. id
       local state = redis.call('HMGET', job_key, 'status', 'token')
       if state[1] == 'running' and state[2] == token then
-        reply[#reply + 1] = redis.call('HMGET', job_key, unpack(fields))
+        local row = redis.call('HMGET', job_key, unpack(fields))
+        row[1] = id
+        reply[#reply + 1] = row
       end
     end
     reply[2] = next_due()
@@ -56,21 +115,22 @@ while #claimed_ids < wanted and rounds < 10 do
   for i = 1, #popped, 2 do
     local id = popped[i]
     local job_key = job_prefix .. id
-    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function')
+    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function', 'tries')
+    local expires_at = tonumber(state[2])
+    local invalid = state[1] and invalid_job(id, state[4])
     if state[1] == false then
       -- the hash is gone (purged by an operator): nothing to run
-    elseif state[2] and tonumber(state[2]) <= now then
+    elseif invalid then
+      dead_letter(job_key, id, state[3], 'InvalidJob', 'cannot run this job: ' .. invalid,
+        'invalid_job')
+    elseif expires_at and expires_at <= now then
       redis.call('DEL', job_key)
       table.insert(reply[4], id)
       table.insert(reply[4], state[3] or '')
     elseif redis.call('HSTRLEN', job_key, 'payload') > max_bytes then
       local size = redis.call('HSTRLEN', job_key, 'payload')
-      redis.call('HSET', job_key, 'status', 'failed', 'finished_at', now, 'error',
-        cjson.encode({type = 'PayloadTooLarge',
-          message = 'payload is ' .. size .. ' bytes, limit ' .. max_bytes}))
-      redis.call('ZADD', KEYS[9], now, id)
-      table.insert(reply[5], id)
-      table.insert(reply[5], state[3] or '')
+      dead_letter(job_key, id, state[3], 'PayloadTooLarge',
+        'payload is ' .. size .. ' bytes, limit ' .. max_bytes, 'payload_too_large')
     else
       redis.call('HINCRBY', job_key, 'tries', 1)
       redis.call('HSET', job_key, 'status', 'running', 'started_at', now, 'token', token,
@@ -78,7 +138,9 @@ while #claimed_ids < wanted and rounds < 10 do
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('SADD', KEYS[5], id)
       claimed_ids[#claimed_ids + 1] = id
-      reply[#reply + 1] = redis.call('HMGET', job_key, unpack(fields))
+      local row = redis.call('HMGET', job_key, unpack(fields))
+      row[1] = id -- the id the job is known by, whatever its hash says
+      reply[#reply + 1] = row
     end
   end
 end

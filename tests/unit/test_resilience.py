@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobd.errors import RedisAuthError
-from jobd.resilience import RedisCaller, RedisHealth
+from jobd.resilience import RedisCaller, RedisHealth, is_transient
 
 
 def failing(*errors: Exception) -> object:
@@ -59,3 +66,17 @@ async def test_deadline_gives_up() -> None:
     errors = [RedisConnectionError("down")] * 100
     with pytest.raises(RedisConnectionError):
         await caller("requeue", failing(*errors), deadline=0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        ReadOnlyError("You can't write against a read only replica."),
+        TryAgainError("Multiple keys request during rehashing of slot"),
+        MasterDownError("Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
+    ],
+)
+def test_replies_redis_py_strips_the_code_of_are_still_transient(error: Exception) -> None:
+    """redis-py raises these without their OOM/READONLY/... prefix (chaos scenario F20)."""
+    assert is_transient(error)
