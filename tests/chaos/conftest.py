@@ -34,6 +34,8 @@ LEASE = 1.0
 CHAOS_FUNCTIONS = ("chaos", "sync_chaos", "block_chaos", "crash_now")
 FAST_RETRY = {"retry": {"base": "10ms", "max": "50ms", "jitter": False}}
 ENQUEUE_ERRORS = (redis.RedisError, OSError, Exception)
+LONG = (pytest.mark.chaos_long, pytest.mark.timeout(900))
+"""Marks of the long variants (`-m chaos_long`): N = 10,000 or minutes of faults."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -171,20 +173,24 @@ class Chaos:
             return [s.decode() if s else None for s in pipe.execute()]
 
     def wait_done(self, ids: Sequence[str], guard: float = GUARD) -> None:
-        """Wait until every job has ended (succeeded, failed or aborted)."""
+        """Wait until every job has ended (succeeded, failed or aborted). A job seen ended counts
+        as such even once its result expired (short keep_result)."""
+        pending = list(ids)
 
         def done() -> bool:
+            nonlocal pending
             try:
-                states = self.statuses(ids)
+                states = self.statuses(pending)
             except redis.RedisError:
                 return False
-            return all(s in ("succeeded", "failed", "aborted") for s in states)
+            ended = ("succeeded", "failed", "aborted")
+            pending = [i for i, s in zip(pending, states, strict=True) if s not in ended]
+            return not pending
 
         try:
             wait_until(done, guard, interval=0.1, message=f"{len(ids)} jobs ended")
         except AssertionError as error:
-            left = [(i, s) for i, s in zip(ids, self.statuses(ids), strict=True) if s in (
-                None, "queued", "scheduled", "running")]  # fmt: skip
+            left = list(zip(pending, self.statuses(pending), strict=True))
             raise AssertionError(f"{error}; not ended: {left[:20]}") from None
 
     def metric(self, daemon: Daemon, name: str, **labels: str) -> float:

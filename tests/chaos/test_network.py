@@ -14,7 +14,7 @@ import pytest
 from jobd.errors import RedisUnavailable
 from jobd.scripts import SCRIPTS
 from jobd.sync_client import SyncClient
-from tests.chaos.conftest import GUARD, LEASE, Chaos, until
+from tests.chaos.conftest import GUARD, LEASE, LONG, Chaos, until
 from tests.support.checker import Expect
 from tests.support.daemon import Daemon
 from tests.support.proxy import ChaosProxy
@@ -156,7 +156,7 @@ def test_f14_partitioned_zombie_cannot_store_over_the_new_owner(
 
 @pytest.mark.parametrize(
     "jobs",
-    [pytest.param(200, id="ci"), pytest.param(3000, id="long", marks=pytest.mark.chaos_long)],
+    [pytest.param(200, id="ci"), pytest.param(3000, id="long", marks=LONG)],
 )
 def test_f25_slow_redis_slows_jobs_down_and_nothing_else(
     chaos: Chaos, proxy: ChaosProxy, jobs: int

@@ -181,6 +181,7 @@ def test_f20_an_eviction_policy_is_warned_about_at_startup(chaos: Chaos) -> None
 
 
 @pytest.mark.chaos_long
+@pytest.mark.timeout(900)
 def test_f7_long_10000_jobs_through_three_redis_restarts(chaos: Chaos) -> None:
     server = chaos.start_redis(appendonly=True, appendfsync="everysec")
     config = chaos.config()

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from tests.chaos.conftest import GUARD, Chaos, until
+from tests.chaos.conftest import GUARD, LONG, Chaos, until
 from tests.support.checker import Expect
 
 CI_AND_LONG = pytest.mark.parametrize(
-    "size", [pytest.param(1, id="ci"), pytest.param(10, id="long", marks=pytest.mark.chaos_long)]
+    "size", [pytest.param(1, id="ci"), pytest.param(10, id="long", marks=LONG)]
 )
 """The CI size, and ten times more jobs for `-m chaos_long`."""
 
@@ -22,7 +22,8 @@ CI_AND_LONG = pytest.mark.parametrize(
 @CI_AND_LONG
 def test_f1_baseline_every_job_runs_exactly_once(chaos: Chaos, size: int) -> None:
     chaos.start_redis()
-    config = chaos.config(defaults={"keep_result": "2s"})
+    # results expire soon (for I8), but not before the test has seen every job end
+    config = chaos.config(defaults={"keep_result": f"{3 * size}s"})
     workers = [chaos.daemon(config) for _ in range(3)]
     ids = chaos.enqueue(1000 * size, producers=4)
     chaos.wait_done(ids, guard=GUARD * size)
