@@ -271,7 +271,11 @@ async def test_result_waits_without_polling(
     admin = redis_server.client()  # type: ignore[attr-defined]
     async with running_worker(settings_for(redis_url, key_prefix)):
         job = await client.enqueue("sleep", 1.0)
-        await asyncio.sleep(0.05)  # let the worker pick it up before counting
+
+        async def running() -> bool:
+            return await job.status() == JobStatus.RUNNING
+
+        await async_wait_until(running, message="the worker did not start the job")
         admin.config_resetstat()
         assert await job.result(timeout=10) == "slept"
         stats = admin.info("commandstats")
