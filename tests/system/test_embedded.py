@@ -88,9 +88,15 @@ def test_jobs_queued_when_the_daemon_stops_run_after_a_restart(
     third = make_daemon(config).start().wait_running()
     wait_until(lambda: records(ledger, key) == 2, GUARD, message="both jobs ran after the restart")
     with SyncClient.from_config(config) as jobs:
-        assert [jobs.job(job.id, queue="later").status() for job in waiting] == [
-            JobStatus.SUCCEEDED
-        ] * 2
+        # the ledger is written inside the jobs; their outcome is stored just after they return
+        wait_until(
+            lambda: (
+                [jobs.job(job.id, queue="later").status() for job in waiting]
+                == [JobStatus.SUCCEEDED] * 2
+            ),
+            GUARD,
+            message="both jobs stored as succeeded",
+        )
     third.terminate()
     assert third.wait_exit() == EXIT_OK
 
@@ -111,7 +117,11 @@ def test_a_killed_daemon_leaves_its_server_and_the_next_one_reuses_it(
     assert f"reusing the server (pid {pid}) an earlier jobd left running" in second.log_text()
     wait_until(lambda: records(ledger, key) == 1, GUARD, message="the job ran")
     with SyncClient.from_config(config) as jobs:
-        assert jobs.job(job.id).status() == JobStatus.SUCCEEDED
+        wait_until(
+            lambda: jobs.job(job.id).status() == JobStatus.SUCCEEDED,
+            GUARD,
+            message="the job stored as succeeded",
+        )
     second.terminate()
     assert second.wait_exit() == EXIT_OK
     wait_until(lambda: not embedded._alive(pid), GUARD, message="the reused server stopped")
