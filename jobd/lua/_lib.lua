@@ -104,3 +104,13 @@ local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, pa
   redis.call('HSET', job_key, 'status', 'queued')
   return 1, 'queued'
 end
+
+-- Remove `id` from the dead set; true when it was a dead letter (status 'failed') that the caller may
+-- retry or purge. A leftover member whose job is not failed is dropped from the set and reported false.
+local function take_dead(dead_key, job_key, id)
+  if not redis.call('ZSCORE', dead_key, id) then
+    return false
+  end
+  redis.call('ZREM', dead_key, id)
+  return redis.call('HGET', job_key, 'status') == 'failed'
+end

@@ -11,13 +11,9 @@
 local purged, skipped = {}, {}
 for _, id in ipairs(ARGV) do
   local job_key = KEYS[2] .. id
-  if not redis.call('ZSCORE', KEYS[1], id) then
-    skipped[#skipped + 1] = id
-  elseif redis.call('HGET', job_key, 'status') ~= 'failed' then
-    redis.call('ZREM', KEYS[1], id)
+  if not take_dead(KEYS[1], job_key, id) then
     skipped[#skipped + 1] = id
   else
-    redis.call('ZREM', KEYS[1], id)
     redis.call('DEL', job_key, KEYS[3] .. id)
     purged[#purged + 1] = id
   end

@@ -13,13 +13,9 @@ local now = now_ms()
 local retried, skipped = {}, {}
 for _, id in ipairs(ARGV) do
   local job_key = KEYS[4] .. id
-  if not redis.call('ZSCORE', KEYS[1], id) then
-    skipped[#skipped + 1] = id
-  elseif redis.call('HGET', job_key, 'status') ~= 'failed' then
-    redis.call('ZREM', KEYS[1], id)
+  if not take_dead(KEYS[1], job_key, id) then
     skipped[#skipped + 1] = id
   else
-    redis.call('ZREM', KEYS[1], id)
     redis.call('PERSIST', job_key)
     redis.call('HSET', job_key, 'tries', 0, 'lost', 0, 'due_at', now)
     redis.call('HDEL', job_key, 'finished_at', 'expires_at', 'token', 'worker', 'abort', 'waiters')
