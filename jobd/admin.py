@@ -21,6 +21,7 @@ import redis.retry
 
 from jobd.client import connection_options, retry_backoff
 from jobd.commands import RESULT_BLOCK_SECONDS, check_queue
+from jobd.connect import open_sync
 from jobd.embedded import client_url
 from jobd.keys import QueueKeys, RegistryKeys
 from jobd.settings import Settings
@@ -58,7 +59,7 @@ def connect(
         min(settings.redis.connect_timeout, CLI_TIMEOUT),
     )
     options["retry"] = redis.retry.Retry(retry_backoff(), CLI_RETRIES)
-    connection = redis.Redis.from_url(url, **options)
+    connection = open_sync(url, **options)
     try:
         yield SyncClient(
             url,

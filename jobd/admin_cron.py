@@ -7,10 +7,9 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio
-
 from jobd.admin import CLI_TIMEOUT, format_moment, print_json, table
 from jobd.client import connection_options
+from jobd.connect import open_async
 from jobd.cron import cron_overview
 from jobd.embedded import client_url
 from jobd.settings import Settings
@@ -26,7 +25,7 @@ def cron_rows(settings: Settings) -> list[dict[str, Any]]:
             min(settings.redis.socket_timeout, CLI_TIMEOUT),
             min(settings.redis.connect_timeout, CLI_TIMEOUT),
         )
-        client = redis.asyncio.Redis.from_url(client_url(settings), **options)
+        client = open_async(client_url(settings), **options)
         try:
             return await cron_overview(client, settings, datetime.now(UTC))
         finally:

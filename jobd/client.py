@@ -17,9 +17,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from jobd.commands import Operation, ScriptCall
+from jobd.connect import open_async
 from jobd.model import JobInfo, JobStatus
 from jobd.producer import Call, Handle, Producer, options_from_config
-from jobd.scripts import run_async
+from jobd.scripts import run_async, run_async_replicated
 from jobd.serializer import DEFAULT_MAX_BYTES
 
 RETRY_ATTEMPTS = 3
@@ -55,15 +56,18 @@ class Client(Producer):
         connect_timeout: float = 5.0,
         redis_client: redis.asyncio.Redis | None = None,
         signing_key: str | bytes | None = None,
+        enqueue_durability: str = "primary",
+        replica_timeout: float = 1.0,
     ) -> None:
         """`signing_key` signs every job (jobd.signing); None: the key in the environment variable
         JOBD_SIGNING_KEY, if it is set."""
         super().__init__(
             url, key_prefix=key_prefix, default_queue=default_queue,
             max_payload_bytes=max_payload_bytes, signing_key=signing_key,
+            enqueue_durability=enqueue_durability, replica_timeout=replica_timeout,
         )  # fmt: skip
         self._owns_redis = redis_client is None
-        self.redis = redis_client or redis.asyncio.Redis.from_url(
+        self.redis = redis_client or open_async(
             url, **connection_options(socket_timeout, connect_timeout)
         )
 
@@ -92,7 +96,12 @@ class Client(Producer):
             request = next(operation)
             while True:
                 try:
-                    if isinstance(request, ScriptCall):
+                    if isinstance(request, ScriptCall) and request.durable and self.wait_replicas:
+                        reply = await run_async_replicated(
+                            self.redis, request.name, request.keys, request.args,
+                            self.wait_replicas, self.replica_timeout_ms,
+                        )  # fmt: skip
+                    elif isinstance(request, ScriptCall):
                         reply = await run_async(
                             self.redis, request.name, request.keys, request.args
                         )

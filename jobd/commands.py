@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobd.errors import InvalidJobOption, JobAborted, JobFailed, JobNotFound, UnknownFunction
+from jobd.errors import (
+    InvalidJobOption,
+    JobAborted,
+    JobFailed,
+    JobNotFound,
+    NotReplicated,
+    UnknownFunction,
+)
 from jobd.keys import NAME_PATTERN, QueueKeys
 from jobd.model import JobInfo, JobStatus, decode_error, encode_payload, job_info
 from jobd.scripts import Argument
@@ -36,6 +43,8 @@ class ScriptCall:
     name: str
     keys: Sequence[str]
     args: Sequence[Argument]
+    durable: bool = False
+    """A write that `enqueue_durability = "replica"` makes wait for a replica."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +200,13 @@ def enqueue(
     if strict:
         yield from check_registered(prefix, options.queue, {call[0] for call in calls})
     job_keys = [keys.job(job_id) for job_id in ids]
-    reply = yield ScriptCall(
-        "enqueue", [keys.queued, keys.scheduled, keys.seq, keys.wake, *job_keys], arguments
-    )
+    try:
+        reply = yield ScriptCall(
+            "enqueue", [keys.queued, keys.scheduled, keys.seq, keys.wake, *job_keys], arguments,
+            durable=True,
+        )  # fmt: skip
+    except NotReplicated as error:
+        raise NotReplicated(f"{error}; job ids: {', '.join(ids)}", ids) from None
     return [
         JobRef(job_id, options.queue, created=bool(reply[2 * index]))
         for index, job_id in enumerate(ids)

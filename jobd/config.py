@@ -55,6 +55,7 @@ _RULES: dict[tuple[type, str], check.Rule] = {
     (RedisSettings, "key_prefix"): check.name("key prefix"),
     (RedisSettings, "socket_timeout"): check.positive,
     (RedisSettings, "connect_timeout"): check.positive,
+    (RedisSettings, "replica_timeout"): check.positive,
     (RedisSettings, "data_dir"): check.directory,
     (HttpSettings, "max_loop_lag"): check.positive,
     (WorkerSettings, "concurrency"): check.at_least(1),

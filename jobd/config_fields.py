@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from jobd.connect import parse_topology, topology_kind
 from jobd.durations import ACCEPTED_FORMAT, format_duration, parse_duration
 from jobd.settings import EMBEDDED_URL
 
@@ -369,13 +370,23 @@ def redis_url(value: str, shown: str) -> str | None:
     """A URL redis-py can use, or "embedded". Messages never show the URL (it may hold a password)."""
     if value == EMBEDDED_URL:
         return None
+    if topology_kind(value) is not None:
+        try:
+            topology = parse_topology(value)
+        except ValueError as error:
+            return str(error)
+        tls = "rediss" if topology.options.get("ssl") else "redis"
+        return _tls_files(tls, parse_qs(urlsplit(value).query))
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as error:
         return f"not a valid URL ({error})"
     if parts.scheme not in _REDIS_SCHEMES:
-        return f"scheme must be redis://, rediss:// or unix://, got {parts.scheme + '://'!r}"
+        return (
+            "scheme must be redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://,"
+            f" got {parts.scheme + '://'!r}"
+        )
     if parts.scheme == "unix":
         return (
             None

@@ -4,7 +4,8 @@
     ├── ConfigError            invalid configuration; carries every problem found (CLI exit 78)
     ├── ImportPathError        a `module:attr` path that cannot be imported or is not callable
     ├── RedisUnavailable       Redis cannot be reached (worker retries; producer sees it)
-    │   └── RedisFull          Redis reached maxmemory (noeviction) and refuses to store the job
+    │   ├── RedisFull          Redis reached maxmemory (noeviction) and refuses to store the job
+    │   └── NotReplicated      enqueue_durability = "replica" and no replica confirmed in time
     ├── RedisAuthError         wrong password, missing password or ACL denial (CLI exit 78)
     │   └── RedisTLSError      TLS settings that do not fit the server (certificate, rediss://)
     ├── SerializationError     (also a TypeError) arguments or a result that JSON cannot carry
@@ -21,7 +22,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class JobdError(Exception):
@@ -51,6 +52,15 @@ class RedisUnavailable(JobdError):
 
 class RedisFull(RedisUnavailable):
     """Redis reached its maxmemory and refuses writes (policy noeviction): nothing was stored."""
+
+
+class NotReplicated(RedisUnavailable):
+    """`enqueue_durability = "replica"`: the primary stored the jobs but no replica confirmed them in
+    time, so a failover could still lose them. Enqueuing again with the same `job_ids` is safe."""
+
+    def __init__(self, message: str, job_ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.job_ids = tuple(job_ids)
 
 
 class RedisAuthError(JobdError):

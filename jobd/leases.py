@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio
 
 from jobd.client import connection_options
+from jobd.connect import discover, open_async
 from jobd.errors import RedisAuthError
 from jobd.health import wait_for
 from jobd.producer import auth_message, is_auth_error
@@ -34,7 +35,7 @@ class LeaseKeeper:
         self.worker = worker
         self._chores_failing = False
         settings = worker.settings.redis
-        self.client = redis.asyncio.Redis.from_url(
+        self.client = open_async(
             settings.url, **connection_options(settings.socket_timeout, settings.connect_timeout)
         )
         """Renewals go over a connection of their own, never queued behind the worker's other calls
@@ -128,6 +129,7 @@ class LeaseKeeper:
     async def check_channels(self) -> None:
         """Subscribe once before taking jobs: an ACL user without pub/sub rights (the default for
         new users in Redis 7) then stops the worker at startup with exit 78, not half-way."""
+        await discover(self.worker.redis)
         pubsub = self.worker.redis.pubsub()
         try:
             await pubsub.subscribe(*self._channels())
@@ -141,6 +143,7 @@ class LeaseKeeper:
         while not self.worker.finished.is_set():
             pubsub = self.worker.redis.pubsub(ignore_subscribe_messages=True)
             try:
+                await discover(self.worker.redis)
                 await pubsub.subscribe(*channels)
                 while not self.worker.finished.is_set():
                     message = await pubsub.get_message(timeout=ABORT_POLL_SECONDS)

@@ -14,6 +14,7 @@ import redis.asyncio
 
 from jobd import __version__
 from jobd.client import connection_options
+from jobd.connect import open_async
 from jobd.health import wait_for
 from jobd.keys import RegistryKeys
 from jobd.serverwatch import ServerWatch
@@ -49,7 +50,7 @@ class Monitor:
         settings = self.worker.settings.redis
         options = connection_options(PROBE_TIMEOUT, settings.connect_timeout)
         options["retry"] = None  # one quick answer, not a retried one: this is the probe
-        return redis.asyncio.Redis.from_url(settings.url, **options)
+        return open_async(settings.url, **options)
 
     async def probe_redis(self) -> None:
         """PING Redis every second with a short timeout; marks the worker unready while it fails
@@ -110,8 +111,7 @@ class Monitor:
                 pipe.zcard(keys.running)
                 pipe.zcard(keys.dead)
                 pipe.zrange(keys.queued, 0, 0)
-                pipe.time()
-                queued, scheduled, running, dead, head, (seconds, micros) = await pipe.execute()
+                queued, scheduled, running, dead, head = await pipe.execute()
             for state, count in (
                 ("queued", queued),
                 ("scheduled", scheduled),
@@ -123,6 +123,8 @@ class Monitor:
             if head:
                 # the id as bytes: one forged in Redis need not be UTF-8
                 due = await client.hget(keys.job_prefix.encode() + head[0], "due_at")
+                # TIME on its own: a cluster pipeline takes only commands with keys
+                seconds, micros = await client.time()
                 if due and due.isdigit():
                     age = max(0.0, int(seconds) + int(micros) / 1e6 - int(due) / 1000)
             metrics.queue_oldest_age.labels(queue).set(age)

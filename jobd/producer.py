@@ -18,9 +18,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobd import commands
 from jobd.commands import JobRef, Operation
-from jobd.errors import RedisAuthError, RedisFull, RedisTLSError, RedisUnavailable
+from jobd.connect import topology_kind
+from jobd.errors import InvalidJobOption, RedisAuthError, RedisFull, RedisTLSError, RedisUnavailable
 from jobd.serializer import DEFAULT_MAX_BYTES, JsonSerializer, Serializer
-from jobd.settings import redact_url
+from jobd.settings import Durability, redact_url
 from jobd.signing import key_bytes, key_from_environment
 from jobd.tls import tls_problem
 
@@ -72,6 +73,8 @@ def options_from_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         "socket_timeout": settings.redis.socket_timeout,
         "connect_timeout": settings.redis.connect_timeout,
         "signing_key": settings.worker.signing_key or None,
+        "enqueue_durability": settings.redis.enqueue_durability,
+        "replica_timeout": settings.redis.replica_timeout,
     }
 
 
@@ -86,7 +89,23 @@ class Producer:
         default_queue: str = "default",
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
         signing_key: str | bytes | None = None,
+        enqueue_durability: str = Durability.PRIMARY,
+        replica_timeout: float = 1.0,
     ) -> None:
+        try:
+            durability = Durability(enqueue_durability)
+        except ValueError:
+            choices = ", ".join(repr(d.value) for d in Durability)
+            raise InvalidJobOption(
+                f"enqueue_durability must be {choices}, got {enqueue_durability!r}"
+            ) from None
+        if durability is Durability.REPLICA and topology_kind(url) == "cluster":
+            raise InvalidJobOption(
+                'enqueue_durability = "replica" is not supported on Redis Cluster'
+            )
+        self.wait_replicas = 1 if durability is Durability.REPLICA else 0
+        """Replicas that must confirm an enqueue before it returns (WAIT)."""
+        self.replica_timeout_ms = max(1, round(replica_timeout * 1000))
         self.key_prefix = commands.check_queue(key_prefix)
         self.default_queue = commands.check_queue(default_queue)
         self.serializer: Serializer = JsonSerializer(max_payload_bytes)

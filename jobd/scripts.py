@@ -14,6 +14,8 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
+from jobd.errors import NotReplicated
+
 Argument = str | bytes | int | float
 
 SCRIPT_NAMES = (
@@ -114,20 +116,90 @@ SCRIPTS: dict[str, Script] = _load_all()
 async def run_async(
     client: redis.asyncio.Redis, name: str, keys: Sequence[str], args: Sequence[Argument]
 ) -> Any:
-    """Run a script on an asyncio client; load it first if Redis does not know it."""
+    """Run a script on an asyncio client by its SHA; where Redis does not know it yet (a restart,
+    SCRIPT FLUSH, another cluster node), EVAL sends the source once, which also caches it."""
     script = _checked(name, keys)
     try:
         return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
     except NoScriptError:
-        await client.execute_command("SCRIPT", "LOAD", script.source)  # type: ignore[no-untyped-call]
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        return await client.execute_command("EVAL", script.source, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
 def run_sync(client: redis.Redis, name: str, keys: Sequence[str], args: Sequence[Argument]) -> Any:
-    """Run a script on a synchronous client; load it first if Redis does not know it."""
+    """`run_async` on a synchronous client."""
     script = _checked(name, keys)
     try:
         return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
     except NoScriptError:
-        client.execute_command("SCRIPT", "LOAD", script.source)  # type: ignore[no-untyped-call]
-        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        return client.execute_command("EVAL", script.source, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+
+
+def _not_replicated(replicas: int, acknowledged: int, timeout_ms: int) -> NotReplicated:
+    return NotReplicated(
+        f"Redis stored the write but {acknowledged} of {replicas} replica(s) confirmed it within "
+        f'{timeout_ms / 1000:g} s (redis.enqueue_durability = "replica"), so a failover could '
+        "still lose it: enqueue again with the same job id (that is safe), and check the replicas"
+    )
+
+
+def _replicated_pipeline(
+    client: Any, script: Script, keys: Sequence[str], args: Sequence[Argument], by_sha: bool,
+    replicas: int, timeout_ms: int,
+) -> Any:  # fmt: skip
+    """The script and a WAIT for `replicas` on one connection (WAIT counts that connection's
+    writes); a pipeline of either client kind."""
+    pipe = client.pipeline(transaction=False)
+    if by_sha:
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    else:
+        pipe.execute_command("EVAL", script.source, len(keys), *keys, *args)
+    pipe.execute_command("WAIT", replicas, timeout_ms)
+    return pipe
+
+
+def _checked_replies(replies: list[Any], replicas: int, timeout_ms: int) -> Any:
+    reply, acknowledged = replies
+    if acknowledged < replicas:
+        raise _not_replicated(replicas, acknowledged, timeout_ms)
+    return reply
+
+
+async def run_async_replicated(
+    client: redis.asyncio.Redis,
+    name: str,
+    keys: Sequence[str],
+    args: Sequence[Argument],
+    replicas: int,
+    timeout_ms: int,
+) -> Any:
+    """`run_async`, then WAIT until `replicas` confirm the write; NotReplicated if fewer do
+    within `timeout_ms` (the write itself stays)."""
+    script = _checked(name, keys)
+    try:
+        pipe = _replicated_pipeline(client, script, keys, args, True, replicas, timeout_ms)
+        replies = await pipe.execute()
+    except NoScriptError:
+        pipe = _replicated_pipeline(client, script, keys, args, False, replicas, timeout_ms)
+        replies = await pipe.execute()
+    return _checked_replies(replies, replicas, timeout_ms)
+
+
+def run_sync_replicated(
+    client: redis.Redis,
+    name: str,
+    keys: Sequence[str],
+    args: Sequence[Argument],
+    replicas: int,
+    timeout_ms: int,
+) -> Any:
+    """`run_async_replicated` on a synchronous client."""
+    script = _checked(name, keys)
+    try:
+        replies = _replicated_pipeline(
+            client, script, keys, args, True, replicas, timeout_ms
+        ).execute()
+    except NoScriptError:
+        replies = _replicated_pipeline(
+            client, script, keys, args, False, replicas, timeout_ms
+        ).execute()
+    return _checked_replies(replies, replicas, timeout_ms)

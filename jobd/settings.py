@@ -32,6 +32,15 @@ class Backoff(StrEnum):
     EXPONENTIAL = "exponential"
 
 
+class Durability(StrEnum):
+    """When an enqueue counts as done (`redis.enqueue_durability`)."""
+
+    PRIMARY = "primary"
+    """Once the primary stored it (a failover may lose it: replication is asynchronous)."""
+    REPLICA = "replica"
+    """Once a replica confirmed it too (WAIT 1): it survives a failover to that replica."""
+
+
 class MissedPolicy(StrEnum):
     """What a cron entry does about ticks missed while no worker was running."""
 
@@ -66,6 +75,11 @@ class RedisSettings:
     socket_timeout: float = 10.0
     # how long connecting may take, seconds
     connect_timeout: float = 5.0
+    # "replica": an enqueue returns only once a replica has the job too (Redis WAIT), so a
+    # Sentinel failover cannot lose it; "primary" (default): once the primary has it
+    enqueue_durability: Durability = Durability.PRIMARY
+    # enqueue_durability = "replica": how long to wait for the replica before the enqueue fails
+    replica_timeout: float = 1.0
     # url = "embedded": where that server keeps its data, socket and discovery file; a relative
     # path is taken from the directory of the configuration file
     data_dir: str = ".jobd"

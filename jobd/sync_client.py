@@ -13,9 +13,10 @@ import redis.retry
 
 from jobd.client import RETRY_ATTEMPTS, connection_options, retry_backoff
 from jobd.commands import Operation, ScriptCall
+from jobd.connect import open_sync
 from jobd.model import JobInfo, JobStatus
 from jobd.producer import Call, Handle, Producer, options_from_config
-from jobd.scripts import run_sync
+from jobd.scripts import run_sync, run_sync_replicated
 from jobd.serializer import DEFAULT_MAX_BYTES
 
 
@@ -33,17 +34,20 @@ class SyncClient(Producer):
         connect_timeout: float = 5.0,
         redis_client: redis.Redis | None = None,
         signing_key: str | bytes | None = None,
+        enqueue_durability: str = "primary",
+        replica_timeout: float = 1.0,
     ) -> None:
         """`signing_key` signs every job (jobd.signing); None: the key in the environment variable
         JOBD_SIGNING_KEY, if it is set."""
         super().__init__(
             url, key_prefix=key_prefix, default_queue=default_queue,
             max_payload_bytes=max_payload_bytes, signing_key=signing_key,
+            enqueue_durability=enqueue_durability, replica_timeout=replica_timeout,
         )  # fmt: skip
         self._owns_redis = redis_client is None
         options = connection_options(socket_timeout, connect_timeout)
         options["retry"] = redis.retry.Retry(retry_backoff(), RETRY_ATTEMPTS)
-        self.redis = redis_client or redis.Redis.from_url(url, **options)
+        self.redis = redis_client or open_sync(url, **options)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], **options: Any) -> SyncClient:
@@ -66,7 +70,12 @@ class SyncClient(Producer):
             request = next(operation)
             while True:
                 try:
-                    if isinstance(request, ScriptCall):
+                    if isinstance(request, ScriptCall) and request.durable and self.wait_replicas:
+                        reply = run_sync_replicated(
+                            self.redis, request.name, request.keys, request.args,
+                            self.wait_replicas, self.replica_timeout_ms,
+                        )  # fmt: skip
+                    elif isinstance(request, ScriptCall):
                         reply = run_sync(self.redis, request.name, request.keys, request.args)
                     else:
                         reply = self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]

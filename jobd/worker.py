@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import redis.asyncio
-
 from jobd.blocking import watch_functions
 from jobd.client import connection_options
+from jobd.connect import open_async
 from jobd.execute import ClaimedJob, Runner
 from jobd.finisher import Finisher
 from jobd.health import Health
@@ -120,7 +119,7 @@ class Worker:
         self.running: dict[tuple[str, str, str], RunningJob] = {}
         self.processed = 0
         options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
-        self.redis = redis.asyncio.Redis.from_url(settings.redis.url, **options)
+        self.redis = open_async(settings.redis.url, **options)
         self.call = RedisCaller(
             self.redis_health,
             settings.redis.redacted_url(),
@@ -296,7 +295,7 @@ class Worker:
         options = connection_options(
             self.settings.redis.socket_timeout, self.settings.redis.connect_timeout
         )
-        client = redis.asyncio.Redis.from_url(self.settings.redis.url, **options)
+        client = open_async(self.settings.redis.url, **options)
         try:
             while not self.shutdown.stop.is_set():
                 await self._idle.wait()

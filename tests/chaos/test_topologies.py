@@ -3,32 +3,34 @@
 
 Where jobd stands (the README's Guarantees name these limits):
 - F18 Redis Cluster: every key of a queue shares the hash tag `{queue}`, so every script touches one
-  slot; with a cluster-aware client (redis-py's RedisCluster) every script works across primaries,
-  which the first test checks (the asyncio RedisCluster cannot route jobd's SCRIPT LOAD, which has
-  no key: the test loads the scripts on every primary first). The worker itself connects with
-  `redis.asyncio.Redis` to one URL and does not follow MOVED replies: the second test states the
-  goal and is expected to fail.
-- F17 Sentinel: jobd has no `redis+sentinel://` URLs. A worker pointed at the primary keeps talking
-  to that server after a failover (it becomes a replica and answers READONLY, which jobd treats as
-  transient and retries), so it stalls instead of following the new primary: expected to fail.
+  slot. A `redis+cluster://` URL (jobd.connect) gives workers and producers redis-py's cluster
+  client, which routes each call by its key; a script that a node does not know yet goes there
+  once with EVAL. The first test drives the store directly, the second runs workers.
+- F17 Sentinel: with a `redis+sentinel://` URL (jobd.connect) workers and producers ask the
+  Sentinels for the primary; after a failover the demoted primary's first READONLY reply ends the
+  connection (redis-py) and the next one goes to the new primary.
 """
 
 from __future__ import annotations
 
+import itertools
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
 
-from jobd.scripts import SCRIPTS
 from jobd.store import Finish, Store
 from jobd.sync_client import SyncClient
 from tests.chaos.conftest import Chaos, until
+from tests.support.checker import Expect, assert_invariants, snapshot
 from tests.support.redis_server import RedisServer, free_port
 
 QUEUES = [f"q{n}" for n in range(12)]
@@ -82,10 +84,6 @@ async def test_f18_every_script_runs_on_a_cluster_through_a_cluster_client(
         SyncClient(cluster[0].url, key_prefix=key_prefix, redis_client=sync_cluster) as jobs,
     ):
         handles = [jobs.enqueue("echo", n, queue=queue) for n, queue in enumerate(QUEUES)]
-        # redis.asyncio.RedisCluster cannot route jobd's key-less SCRIPT LOAD (the sync client
-        # sends it to every primary): load the scripts first, so EVALSHA finds them everywhere
-        for script in SCRIPTS.values():
-            sync_cluster.script_load(script.source)
     async with redis.asyncio.RedisCluster(host="127.0.0.1", port=cluster[0].port) as client:
         store = Store(
             client,  # type: ignore[arg-type]
@@ -110,42 +108,50 @@ async def test_f18_every_script_runs_on_a_cluster_through_a_cluster_client(
 
 
 @pytest.mark.cluster
-@pytest.mark.xfail(
-    strict=True,
-    reason="F18: the worker connects with redis.asyncio.Redis, not RedisCluster, and gets MOVED "
-    "for every queue whose slot lives on another primary",
-)
-def test_f18_a_worker_runs_the_queues_of_every_primary(
+def test_f18_workers_run_the_queues_of_every_primary(
     cluster: list[RedisServer], chaos: Chaos
 ) -> None:
-    config = chaos.config(cluster[0].url, worker={"queues": QUEUES})
-    worker = chaos.daemon(config)
-    with (
-        RedisCluster(host="127.0.0.1", port=cluster[0].port) as sync_cluster,
-        SyncClient(cluster[0].url, key_prefix=chaos.prefix, redis_client=sync_cluster) as jobs,
-    ):
-        handles = [jobs.enqueue("chaos", chaos.ledger_key, queue=queue) for queue in QUEUES]
-        until(
-            lambda: all(
-                jobs.job(h.id, queue=h.queue).status().value == "succeeded" for h in handles
-            ),
-            "every queue's job ran",
-            guard=15,
-        )
-    assert worker.running
+    """F18: two workers on a redis+cluster:// URL (two of the three nodes named: the client finds
+    the third) run 240 jobs spread over 12 queues on every primary; F1's invariants hold."""
+    assert owners(cluster) == {node.port for node in cluster}
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in cluster[:2])
+    config = chaos.config(url, worker={"queues": QUEUES})
+    workers = [chaos.daemon(config), chaos.daemon(config)]
+    with SyncClient(url, key_prefix=chaos.prefix) as jobs:
+        handles = [
+            jobs.enqueue("chaos", chaos.ledger_key, queue=queue, job_id=f"{queue}-{n}")
+            for n in range(20)
+            for queue in QUEUES
+        ]
+        pending = list(handles)
+
+        def all_done() -> bool:
+            nonlocal pending
+            pending = [h for h in pending if h.status().value != "succeeded"]
+            return not pending
+
+        until(all_done, "every queue's jobs ran", guard=30)
+    assert all(worker.running for worker in workers)
+    exits = chaos.stop_all()
+    with RedisCluster(host="127.0.0.1", port=cluster[0].port) as client:
+        state = snapshot(client, chaos.prefix)  # type: ignore[arg-type]
+    assert_invariants(chaos.entries(), state, Expect([h.id for h in handles], exits=exits))
 
 
 @pytest.fixture
 def sentinel_setup(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, list[RedisServer]]]:
     """A primary, one replica and three sentinels (redis-server --sentinel), down-after 500 ms."""
-    primary = RedisServer(tmp_path / "primary", appendonly=True)
+    no_delay = ["--repl-diskless-sync-delay", "0"]  # Redis 7 waits 5 s before a full sync
+    primary = RedisServer(tmp_path / "primary", appendonly=True, extra_args=no_delay)
     primary.start()
     replica = RedisServer(
         tmp_path / "replica",
         appendonly=True,
-        extra_args=["--replicaof", "127.0.0.1", str(primary.port)],
+        extra_args=[*no_delay, "--replicaof", "127.0.0.1", str(primary.port)],
     )
     replica.start()
+    with replica.client() as conn:
+        until(lambda: conn.info("replication")["master_link_status"] == "up", "replica synced")
     sentinels = []
     try:
         for n in range(3):
@@ -165,7 +171,8 @@ def sentinel_setup(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, l
             sentinels.append((process, port))
         with redis.Redis(port=sentinels[0][1]) as sentinel:
             until(
-                lambda: _safe(lambda: sentinel.sentinel_replicas("jobd")), "sentinel sees replica"
+                lambda: _safe(lambda: sentinel.execute_command("SENTINEL", "REPLICAS", "jobd")),
+                "sentinel sees replica",
             )
         yield primary, replica, [port for _, port in sentinels]  # type: ignore[misc]
     finally:
@@ -183,28 +190,126 @@ def _safe(call: object) -> bool:
         return False
 
 
-@pytest.mark.sentinel
-@pytest.mark.xfail(
-    strict=True,
-    reason="F17: jobd has no redis+sentinel:// URLs; a worker pointed at the old primary stalls on "
-    "READONLY after a failover instead of following the new primary",
-)
-def test_f17_workers_follow_a_sentinel_failover(
-    sentinel_setup: tuple[RedisServer, RedisServer, list[int]], chaos: Chaos
-) -> None:
-    primary, replica, sentinels = sentinel_setup
-    worker = chaos.daemon(chaos.config(primary.url))
-    before = chaos.enqueue(20, "chaos", url=primary.url)
-    chaos.wait_done(before)
+class Producers:
+    """Threads enqueuing `chaos` jobs through a redis+sentinel:// URL until stopped, each call
+    retried with the same id until acknowledged (what a careful producer does)."""
+
+    def __init__(self, chaos: Chaos, url: str, threads: int = 2, **client: Any) -> None:
+        self.chaos, self.url, self.client = chaos, url, client
+        self.acknowledged: list[str] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._produce, args=(n,), daemon=True) for n in range(threads)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _produce(self, number: int) -> None:
+        with SyncClient(self.url, key_prefix=self.chaos.prefix, **self.client) as jobs:
+            for count in itertools.count():
+                if self.stop.is_set():
+                    return
+                job_id = f"p{number}-{count}"
+                while True:
+                    try:
+                        jobs.enqueue("chaos", self.chaos.ledger_key, job_id=job_id)
+                        break
+                    except Exception as error:  # noqa: BLE001 - retried with the same id
+                        self.failures.append(type(error).__name__)
+                        time.sleep(0.05)
+                self.acknowledged.append(job_id)
+                time.sleep(0.005)
+
+    def finish(self) -> list[str]:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+        return list(self.acknowledged)
+
+
+def _sentinel_url(sentinels: list[int]) -> str:
+    return "redis+sentinel://" + ",".join(f"127.0.0.1:{port}" for port in sentinels) + "/jobd"
+
+
+def _promoted(sentinels: list[int], replica: RedisServer) -> None:
     with redis.Redis(port=sentinels[0]) as sentinel:
-        sentinel.execute_command("SENTINEL", "FAILOVER", "jobd")  # deterministic, loss-free
         until(
             lambda: sentinel.sentinel_get_master_addr_by_name("jobd")[1] == replica.port,
             "the replica is the primary",
         )
+
+
+def _check_after_failover(
+    chaos: Chaos, replica: RedisServer, acknowledged: list[str], workers: list[Any], **expect: Any
+) -> None:
+    """Every acknowledged job ran on the new primary; the workers stayed up and exit cleanly."""
+    chaos.redis = replica  # where job states are read now
+    chaos.wait_done(acknowledged, guard=30)
+    assert all(worker.running for worker in workers)
+    exits = chaos.stop_all()
     with replica.client() as conn:
-        until(lambda: conn.info("replication")["role"] == "master", "promoted")
-    time.sleep(1)  # let the old primary turn into a replica: the fault, not a wait for jobd
-    after = chaos.enqueue(20, "chaos", url=replica.url, start=100)
-    chaos.wait_done(after, guard=15)
-    assert worker.running
+        state = snapshot(conn, chaos.prefix)
+    chaos.redis = None  # the fixture closes the servers
+    assert_invariants(chaos.entries(), state, Expect(acknowledged, exits=exits, **expect))
+
+
+@pytest.mark.sentinel
+def test_f17_a_planned_failover_loses_and_repeats_nothing(
+    sentinel_setup: tuple[RedisServer, RedisServer, list[int]], chaos: Chaos
+) -> None:
+    """F17, SENTINEL FAILOVER while producers enqueue and two workers run jobs, all through a
+    redis+sentinel:// URL. During a switchover the old primary still takes writes until Sentinel
+    demotes it, and those writes vanish when it resyncs; with enqueue_durability = "replica" such
+    an enqueue is not acknowledged (NotReplicated) and the producer sends it again, so every
+    acknowledged job runs."""
+    primary, replica, sentinels = sentinel_setup
+    url = _sentinel_url(sentinels)
+    chaos.redis = primary
+    config = chaos.config(url, redis={"enqueue_durability": "replica"})
+    workers = [chaos.daemon(config), chaos.daemon(config)]
+    producers = Producers(chaos, url, enqueue_durability="replica")
+    until(lambda: len(producers.acknowledged) >= 100, "jobs flow")
+    with redis.Redis(port=sentinels[0]) as sentinel:
+        sentinel.execute_command("SENTINEL", "FAILOVER", "jobd")
+    _promoted(sentinels, replica)
+    with primary.client() as conn:
+        until(lambda: conn.info("replication")["role"] == "slave", "the old primary is demoted")
+    seen = len(producers.acknowledged)
+    until(lambda: len(producers.acknowledged) >= seen + 100, "jobs flow after the failover")
+    acknowledged = producers.finish()
+    print(
+        f"F17 planned: {len(acknowledged)} acknowledged, producer retries {Counter(producers.failures)}"
+    )
+    # a worker's claim or finish on the old primary after the switch is lost with it: that job
+    # runs again on the new primary (at most once more)
+    _check_after_failover(chaos, replica, acknowledged, workers, extra_starts=1)
+
+
+@pytest.mark.sentinel
+def test_f17_workers_and_producers_follow_when_the_primary_dies(
+    sentinel_setup: tuple[RedisServer, RedisServer, list[int]], chaos: Chaos
+) -> None:
+    """F17, kill -9 of the primary mid-run: Sentinel promotes the replica, the workers follow
+    without exiting, every enqueue acknowledged with enqueue_durability = "replica" runs; jobs
+    the dead primary had handed out run again (their claims may not have reached the replica).
+    The old primary comes back, as a restarted pod would, and Sentinel makes it a replica."""
+    primary, replica, sentinels = sentinel_setup
+    url = _sentinel_url(sentinels)
+    chaos.redis = primary
+    config = chaos.config(url, redis={"enqueue_durability": "replica"})
+    workers = [chaos.daemon(config), chaos.daemon(config)]
+    producers = Producers(chaos, url, enqueue_durability="replica")
+    until(lambda: len(producers.acknowledged) >= 100, "jobs flow")
+    primary.kill()
+    _promoted(sentinels, replica)
+    # with its one replica promoted, no replica confirms an enqueue: producers get NotReplicated
+    # until the old primary is back, which Sentinel turns into the new primary's replica
+    primary.start()
+    seen = len(producers.acknowledged)
+    until(lambda: len(producers.acknowledged) >= seen + 100, "jobs flow after the failover")
+    acknowledged = producers.finish()
+    print(
+        f"F17 kill -9: {len(acknowledged)} acknowledged, producer retries {Counter(producers.failures)}"
+    )
+    _check_after_failover(chaos, replica, acknowledged, workers, extra_starts=1)

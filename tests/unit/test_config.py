@@ -147,6 +147,10 @@ def test_choice_fields_list_the_choices() -> None:
         "jobs.toml: defaults.retry.backoff: expected one of 'fixed', 'exponential', "
         "got string 'linear'"
     ]
+    assert problems('[redis]\nenqueue_durability = "disk"\n') == [
+        "jobs.toml: redis.enqueue_durability: expected one of 'primary', 'replica', "
+        "got string 'disk'"
+    ]
 
 
 def test_section_that_is_not_a_table() -> None:
@@ -305,7 +309,25 @@ def test_function_names_follow_the_same_rule() -> None:
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("http://user:secret@host", "scheme must be redis://, rediss:// or unix://, got 'http://'"),
+        (
+            "http://user:secret@host",
+            "scheme must be redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://,"
+            " got 'http://'",
+        ),
+        (
+            "redis+sentinel://user:secret@s1,s2:26380",
+            "name the Sentinel service after the hosts, like /mymaster",
+        ),
+        ("redis+sentinel://:secret@s1/main/x", "database must be a number, got 'x'"),
+        (
+            "redis+cluster://:secret@n1:7000,n2:http",
+            "port must be a number from 1 to 65535, got 'http' in 'n2:http'",
+        ),
+        ("redis+cluster://:secret@n1/3", "a cluster URL takes no database number"),
+        (
+            "rediss+sentinel://:secret@s1/m?ssl_ca_certs=/nonexistent/ca.pem",
+            "ssl_ca_certs= names '/nonexistent/ca.pem', which is not a file",
+        ),
         ("redis://host/abc", "the database after the host must be a number, like /0, got '/abc'"),
         ("redis://[::1", "not a valid URL (Invalid IPv6 URL)"),
         ("unix://", "a unix:// URL needs the socket path, like unix:///run/redis.sock"),
@@ -379,7 +401,8 @@ def test_values_of_variables_are_never_printed() -> None:
     messages = problems(text, {"SECRET": "s3cr3t value"})
     hidden = "string '${SECRET}' (expanded value not shown)"
     assert messages == [
-        "jobs.toml: redis.url: scheme must be redis://, rediss:// or unix://, got '://'",
+        "jobs.toml: redis.url: scheme must be redis://, rediss://, unix://, redis+sentinel://"
+        " or redis+cluster://, got '://'",
         f"jobs.toml: worker.queues[0]: queue name {NAME_RULE}, got {hidden}",
         f"jobs.toml: worker.concurrency: expected integer, got {hidden}",
         f"jobs.toml: worker.drain_timeout: {FORMAT}, got {hidden}",

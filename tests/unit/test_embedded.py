@@ -122,12 +122,14 @@ def test_client_url_says_how_to_start_the_server(tmp_path: Path, state: str) -> 
 async def test_client_from_config_takes_redis_prefix_queue_and_limits(tmp_path: Path) -> None:
     text = (
         '[redis]\nurl = "redis://127.0.0.1:1/3"\nkey_prefix = "app"\nsocket_timeout = "3s"\n'
+        'enqueue_durability = "replica"\nreplica_timeout = "250ms"\n'
         '[worker]\nqueues = ["high", "low"]\nmax_payload_bytes = 1000\n'
     )
     async with Client.from_config(write(tmp_path, text)) as jobs:
         assert (jobs.url_text, jobs.key_prefix, jobs.default_queue) == (
             "redis://127.0.0.1:1/3", "app", "high",
         )  # fmt: skip
+        assert (jobs.wait_replicas, jobs.replica_timeout_ms) == (1, 250)
         assert jobs.redis.connection_pool.connection_kwargs["socket_timeout"] == 3.0
         with pytest.raises(PayloadTooLarge):
             await jobs.enqueue("f", "x" * 2000)

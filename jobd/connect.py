@@ -1,0 +1,161 @@
+"""Turn a Redis URL into a redis-py client: the one place where jobd's clients are made.
+
+- ``redis://``, ``rediss://`` (TLS), ``unix://``: one server (redis-py's ``from_url``).
+- ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]`` (and
+  ``rediss+sentinel://``): the primary that the Sentinels name for ``service``. After a failover
+  redis-py asks them again (a connection to a demoted primary ends on its first READONLY reply), so
+  workers and producers follow the new primary. ``?sentinel_username=&sentinel_password=`` are the
+  Sentinels' own credentials where they differ from the data nodes'.
+- ``redis+cluster://[[user]:password@]host[:port][,host[:port]...]`` (and ``rediss+cluster://``):
+  a Redis Cluster, reached through any of the given nodes; every command follows its key's slot.
+  Each queue's keys share one hash tag, so every jobd script touches one slot.
+
+Needs only ``redis``: the producer client imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
+from redis.asyncio.connection import parse_url
+
+DEFAULT_PORT = {"sentinel": 26379, "cluster": 6379}
+SENTINEL_CREDENTIALS = ("sentinel_username", "sentinel_password")
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """What a ``redis+sentinel://`` or ``redis+cluster://`` URL names."""
+
+    kind: str
+    """"sentinel" or "cluster" """
+    nodes: tuple[tuple[str, int], ...]
+    service: str
+    """The Sentinel service name ("" for a cluster)."""
+    options: dict[str, Any]
+    """Connection options for the data nodes (credentials, db, TLS, timeouts from the query)."""
+    sentinel_options: dict[str, Any]
+
+
+def topology_kind(url: str) -> str | None:
+    """ "sentinel" or "cluster" for those URLs, None for one server."""
+    scheme = url.partition("://")[0].lower()
+    base, plus, kind = scheme.partition("+")
+    return kind if plus and base in ("redis", "rediss") and kind in DEFAULT_PORT else None
+
+
+def parse_topology(url: str) -> Topology:
+    """Split a ``redis+sentinel://`` or ``redis+cluster://`` URL; ValueError says what is wrong."""
+    kind = topology_kind(url)
+    if kind is None:
+        raise ValueError("not a redis+sentinel:// or redis+cluster:// URL")
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    nodes = tuple(_node(text, DEFAULT_PORT[kind]) for text in hosts.split(","))
+    path = [unquote(piece) for piece in parts.path.split("/") if piece]
+    service = ""
+    if kind == "sentinel":
+        if not path:
+            raise ValueError("name the Sentinel service after the hosts, like /mymaster")
+        service, path = path[0], path[1:]
+    if len(path) > 1 or (kind == "cluster" and path and path[0] != "0"):
+        raise ValueError(
+            "a cluster URL takes no database number" if kind == "cluster"
+            else "after the service name only a database number may follow, like /mymaster/0"
+        )  # fmt: skip
+    if path and not path[0].isdigit():
+        raise ValueError(f"database must be a number, got {path[0]!r}")
+    query = parse_qs(parts.query)
+    sentinel_options = {
+        name.removeprefix("sentinel_"): query.pop(name)[-1]
+        for name in SENTINEL_CREDENTIALS
+        if name in query
+    }
+    # redis-py's own parser for the rest: credentials, db and its query options (TLS files, ...)
+    tls = parts.scheme.lower().startswith("rediss")
+    base = f"{'rediss' if tls else 'redis'}://{userinfo}{at}{nodes[0][0]}:{nodes[0][1]}"
+    options: dict[str, Any] = dict(
+        parse_url(f"{base}/{path[0] if path else 0}?{urlencode(query, doseq=True)}")
+    )
+    for name in ("host", "port", "connection_class"):
+        options.pop(name, None)
+    if tls:
+        options["ssl"] = True
+    if kind == "cluster":
+        options.pop("db", None)
+    return Topology(kind, nodes, service, options, sentinel_options)
+
+
+def _node(text: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[ipv6]:port``."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or str(default_port)
+    else:
+        host, colon, port = text.partition(":")
+        port = port if colon else str(default_port)
+    if not host:
+        raise ValueError(f"every host needs a name, got {text!r}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"port must be a number from 1 to 65535, got {port!r} in {text!r}")
+    return host, int(port)
+
+
+def open_async(url: str, **options: Any) -> redis.asyncio.Redis:
+    """An asyncio client for `url` with redis-py `options` (timeouts, retry, ...).
+
+    A cluster client is returned as `redis.asyncio.Redis`: it answers every command jobd sends
+    (scripts, lists, pub/sub, pipelines), which tests/chaos/test_topologies.py checks."""
+    if topology_kind(url) is None:
+        return redis.asyncio.Redis.from_url(url, **options)
+    topology = parse_topology(url)
+    merged = {**topology.options, **options}
+    if topology.kind == "sentinel":
+        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(topology, merged)
+        )
+        return cast(redis.asyncio.Redis, sentinel.master_for(topology.service, **merged))
+    nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in topology.nodes]
+    return cast(redis.asyncio.Redis, redis.asyncio.RedisCluster(startup_nodes=nodes, **merged))
+
+
+def open_sync(url: str, **options: Any) -> redis.Redis:
+    """A synchronous client for `url`; see `open_async`."""
+    if topology_kind(url) is None:
+        return redis.Redis.from_url(url, **options)
+    topology = parse_topology(url)
+    merged = {**topology.options, **options}
+    if topology.kind == "sentinel":
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(topology, merged)
+        )
+        return cast(redis.Redis, sentinel.master_for(topology.service, **merged))  # type: ignore[no-untyped-call]
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in topology.nodes]  # type: ignore[no-untyped-call]
+    return cast(redis.Redis, redis.cluster.RedisCluster(startup_nodes=nodes, **merged))
+
+
+def _sentinel_kwargs(topology: Topology, options: dict[str, Any]) -> dict[str, Any]:
+    """Options for the connections to the Sentinels themselves: the same timeouts and TLS as
+    the data nodes, their own credentials if the URL names them."""
+    shared = {
+        name: value
+        for name, value in options.items()
+        if name.startswith(("socket_", "ssl")) or name in ("retry", "health_check_interval")
+    }
+    return {**shared, **topology.sentinel_options}
+
+
+async def discover(client: redis.asyncio.Redis) -> None:
+    """Learn a cluster's slot map before a first call that does not do it itself (pub/sub in
+    redis-py's cluster client); nothing for other clients."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        await client.initialize()
