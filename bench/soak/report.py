@@ -1,0 +1,171 @@
+"""The soak's report: Markdown for people, JSON for tools, both under bench/results/
+(soak-latest.md and soak-latest.json)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+TARGETS = {
+    "kill": "≤ lease_timeout + reaper tick",
+    "pause": "≤ 2 s",
+    "reset": "",
+    "term": "≤ drain_timeout",
+    "stop": "≤ 0.5 s",
+}
+HOW_MEASURED = (
+    "SIGKILL → job restarted: from the kill to the first start, in another process, of a job the "
+    "killed one had open in the ledger (1 s jobs are enqueued just before each kill). Redis back / "
+    "reset → first completion: from the SIGCONT (or the reset) to the first ledger `end` of a run "
+    "that started after it. SIGTERM → exit: from the signal to the process's exit, polled every "
+    "5 ms; targets from RELIABILITY.md §5.5."
+)
+
+
+def failed(run: dict[str, Any]) -> bool:
+    return bool(run["losses"] or run["violations"] or run["producer_error"])
+
+
+def write(document: dict[str, Any], stem: str = "soak-latest") -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    markdown, data = RESULTS / f"{stem}.md", RESULTS / f"{stem}.json"
+    markdown.write_text(render(document))
+    data.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    return markdown, data
+
+
+def _n(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _arrow(*values: float | None, digits: int = 1) -> str:
+    return " → ".join(_n(v, digits) for v in values)
+
+
+def render(document: dict[str, Any]) -> str:
+    runs: list[dict[str, Any]] = document["runs"]
+    o = runs[0]["options"]
+    verdict = "FAIL" if any(failed(r) for r in runs) else "PASS"
+    lines = [
+        f"# jobd soak — {document['date']}",
+        "",
+        f"`{document['command']}` · {document['machine_line']} · redis-server "
+        f"{document['redis_server']} · jobd {document['machine']['jobd_commit']} · **{verdict}**",
+        "",
+        f"{o['workers']} worker processes x concurrency {o['concurrency']}, lease_timeout "
+        f"{o['lease_timeout']:g} s, drain_timeout {o['drain_timeout']:g} s, keep_result "
+        f"{o['keep_result']:g} s; the `chaos` ledger job sleeping {o['job_seconds'] * 1000:g} ms; "
+        f"workers reach Redis (AOF everysec) through the fault proxy. Chaos: every "
+        f"{o['chaos_every']:g} s the next of SIGKILL a worker / pause Redis {o['pause_seconds']:g} s "
+        f"/ reset connections / SIGTERM a worker (seed {o['seed']}).",
+        "",
+        "## Summary",
+        "",
+        "| | " + " | ".join(r["mode"] for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    rows: list[tuple[str, Any]] = [
+        ("load duration, s", lambda r: _n(r["load_seconds"])),
+        (f"rate achieved, jobs/s (target {o['rate']:g})", lambda r: _n(r["rate_achieved"])),
+        ("jobs acknowledged (steady + 1 s jobs before kills)",
+         lambda r: f"{r['acked']:,} ({r['acked_steady']:,} + {r['acked_long']:,})"),
+        ("jobs completed (an `end` in the ledger)", lambda r: f"{r['completed']:,}"),
+        ("**losses** (acknowledged, never completed)", lambda r: f"**{r['losses']}**"),
+        ("duplicates: jobs (extra runs)",
+         lambda r: f"{r['duplicates']['jobs']} ({r['duplicates']['extra_runs']})"),
+        ("of which unexplained", lambda r: str(r["duplicates"]["causes"].get("unexplained", 0))),
+        ("**invariant violations** (checker I1-I8)", lambda r: f"**{len(r['violations'])}**"),
+        ("unacknowledged enqueues / producer retries",
+         lambda r: f"{r['unsure']} / {r['producer_retries']}"),
+        ("queue wait p50 / p99 / max, ms", lambda r: " / ".join(
+            _n(r["queue_wait_ms"][k]) for k in ("p50", "p99", "max"))),
+        ("worker RSS slope, max over processes, MiB/min (second half, past warm-up)",
+         lambda r: _n(r["rss_max_slope_mib_per_min"], 3)),
+        ("Redis used_memory start → peak → end → after keep_result, MiB", lambda r: _arrow(
+            r["redis"]["used_memory_start_mib"], r["redis"]["used_memory_peak_mib"],
+            r["redis"]["used_memory_end_mib"], r["redis"]["used_memory_after_keep_result_mib"])),
+        ("Redis used_memory slope after the keep_result window, MiB/min",
+         lambda r: _n(r["redis"]["used_memory_slope_mib_per_min"], 3)),
+        ("Redis keys start → peak → end → after keep_result (peak ≈ rate * keep_result)",
+         lambda r: _arrow(r["redis"]["keys_start"], r["redis"]["keys_peak"],
+                          r["redis"]["keys_end"], r["redis"]["keys_after_keep_result"], digits=0)
+         + f" (≈ {r['redis']['keys_expected']:,})"),
+        ("drain after the load, s", lambda r: _n(r["drain_seconds"])),
+    ]  # fmt: skip
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(r) for r in runs) + " |")
+    for run in runs:
+        lines += ["", *_details(run)]
+    return "\n".join(lines) + "\n"
+
+
+def _details(run: dict[str, Any]) -> list[str]:
+    mode = run["mode"]
+    lines = [f"## {mode}", ""]
+    if run["faults"]:
+        lines += ["Recovery times (seconds):", ""]
+        lines += ["| measure | occurrences | measured | median | max | target |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for kind, rec in run["recovery"].items():
+            lines.append(
+                f"| {rec['label']} | {rec['count']} | {rec['measured']} | {_n(rec['median_s'], 2)} "
+                f"| {_n(rec['max_s'], 2)} | {TARGETS.get(kind, '')} |"
+            )
+        lines += ["", HOW_MEASURED, ""]
+    else:
+        stop = run["recovery"]["stop"]
+        lines += [f"SIGTERM → exit at the end (idle): median {_n(stop['median_s'], 2)} s, max "
+                  f"{_n(stop['max_s'], 2)} s over {stop['count']} workers.", ""]  # fmt: skip
+    lines += _rss(run["rss"])
+    dup = run["duplicates"]
+    if dup["causes"]:
+        lines += ["", "Re-runs by cause (a killed or drained worker's re-runs are allowed):", ""]
+        lines += [f"- {cause}: {count}" for cause, count in dup["causes"].items()]
+        lines += [f"  - {example}" for example in dup["unexplained_examples"]]
+    if run["lost_ids"]:
+        lines += ["", f"Lost (first 20): {', '.join(run['lost_ids'])}"]
+    lines += ["", f"Violations: {len(run['violations'])}" + (":" if run["violations"] else ".")]
+    if run["violations"]:
+        lines += ["", "```", *run["violations"][:30], "```"]
+    if run["faults"]:
+        lines += ["", "Faults:", "", "| at s | fault | worker | pid | runs open | seconds | exit | note |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for f in run["faults"]:
+            lines.append(
+                f"| {f['at_s']} | {f['kind']} | {f['worker']} | {f['pid'] or ''} | "
+                f"{f['orphans'] if f['kind'] == 'kill' else ''} | {_n(f['seconds'], 3)} | "
+                f"{'' if f['exit_code'] is None else f['exit_code']} | {f['note']} |"
+            )
+    problems = [*run["chaos_errors"], *run["log_trouble"]]
+    if run["producer_error"]:
+        problems.append(f"producer: {run['producer_error']}")
+    if run["ledger_read_errors"]:
+        problems.append(f"ledger read errors: {run['ledger_read_errors']}")
+    if problems:
+        lines += ["", "Worth a look (log lines with Traceback, ERROR, CRITICAL or \"lease lost\"; "
+                  "a Redis pause or a reset makes ERROR lines of its own):", "", "```", *problems,
+                  "```"]  # fmt: skip
+    return lines
+
+
+def _rss(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = [
+        "Worker RSS (MiB; slope by least squares over the samples of the run's second half that are "
+        "also past the process's own warm-up):",
+        "",
+        "| process | pid | seconds in the run | start | peak | end | slope MiB/min | fitted from s "
+        "(samples) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['pid']} | {r['from_s']:g}-{r['to_s']:g} | {r['start_mib']} | "
+            f"{r['peak_mib']} | {r['end_mib']} | {_n(r['slope_mib_per_min'], 3)} | "
+            f"{r['fit_from_s']:g} ({r['slope_samples']}) |"
+        )
+    return lines
