@@ -27,8 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter
-
 from jobd.keys import QueueKeys
 from jobd.settings import CronSettings, MissedPolicy, Settings
 
@@ -138,6 +136,8 @@ def _utc(moment: datetime) -> datetime:
 @functools.lru_cache(maxsize=256)
 def _every_hour(schedule: str) -> bool:
     """True when the hour field matches every hour: the schedule follows elapsed time."""
+    from croniter import croniter  # here: workers without [[cron]] entries never load it (~4 MiB)
+
     return bool(croniter(schedule).expanded[1] == ["*"])
 
 
@@ -147,6 +147,8 @@ def _repeated(local: datetime) -> bool:
 
 
 def _ticks(entry: CronSettings, start: datetime, forward: bool) -> Iterator[datetime]:
+    from croniter import CroniterBadDateError, croniter
+
     zone = ZoneInfo(entry.timezone)
     every_hour = _every_hour(entry.schedule)
     iterator = croniter(entry.schedule, start.astimezone(zone))
