@@ -115,6 +115,20 @@ def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
+def _mismatch(
+    job: ClaimedJob, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Result | None:
+    """The final failure of arguments that do not fit the function's signature, if they don't."""
+    signature = _signature(function)
+    if signature is None:
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as error:
+        return _final("TypeError", f"arguments do not match {job.function}(): {error}")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Runner:
     """What every job run needs from the worker."""
@@ -141,12 +155,6 @@ class Runner:
                 args, kwargs = decode_payload(self.serializer, job.payload)
         except PayloadError as error:
             return _final("PayloadError", f"payload cannot be decoded: {error}")
-        signature = _signature(function)
-        if signature is not None:
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as error:
-                return _final("TypeError", f"arguments do not match {job.function}(): {error}")
         now = datetime.now(UTC)
         context = JobContext(
             id=job.id,
@@ -181,6 +189,12 @@ class Runner:
             if asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 raise  # the worker cancelled the job (drain, abort, lost lease)
             return Result(Outcome.FAILED, error=error_info(error))
+        except TypeError as error:
+            # arguments that do not fit the signature fail for good; checked only now, as binding
+            # them up front cost ~10 µs on every job
+            return _mismatch(job, function, args, kwargs) or Result(
+                Outcome.FAILED, error=error_info(error)
+            )
         except BaseException as error:  # noqa: BLE001 - SystemExit or KeyboardInterrupt in a job is a failure of the job
             return Result(Outcome.FAILED, error=error_info(error))
         try:

@@ -117,6 +117,8 @@ class Worker:
         # keyed by (queue, id, token): a job reaped from this worker and claimed by it again is a
         # new run, and the stale one must not be mistaken for it
         self.running: dict[tuple[str, str, str], RunningJob] = {}
+        # read at each scrape (from the HTTP thread: len() of a dict is atomic), not set per job
+        self.metrics.jobs_running.set_function(lambda: len(self.running))
         self.processed = 0
         options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
         self.redis = open_async(settings.redis.url, **options)
@@ -318,13 +320,11 @@ class Worker:
         entry.task = asyncio.create_task(
             self.handler.handle(entry, claimed_at_ms), name=f"job:{job.id}"
         )
-        self.metrics.jobs_running.set(len(self.running))
         entry.task.add_done_callback(functools.partial(self._release, key))
 
     def _release(self, key: tuple[str, str, str], _task: object = None) -> None:
         self.running.pop(key, None)
         self.processed += 1
-        self.metrics.jobs_running.set(len(self.running))
         self._slot_freed.set()
 
     def cancel(self, queue: str, job_id: str, reason: str, token: str | None = None) -> bool:
