@@ -88,21 +88,25 @@ local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, pa
     return 0, redis.call('HGET', job_key, 'status') or 'unknown'
   end
   local seq = redis.call('INCR', seq_key)
-  redis.call('HSET', job_key, 'id', id, 'function', fn, 'payload', payload,
-    'queue', queue, 'priority', priority, 'seq', seq, 'tries', 0, 'lost', 0,
-    'enqueued_at', now, 'due_at', due)
-  if max_tries ~= '' then redis.call('HSET', job_key, 'max_tries', max_tries) end
-  if timeout ~= '' then redis.call('HSET', job_key, 'timeout', timeout) end
-  if expires ~= '' then redis.call('HSET', job_key, 'expires_at', now + tonumber(expires)) end
-  if signature ~= '' then redis.call('HSET', job_key, 'signature', signature) end
-  if due > now then
-    redis.call('ZADD', scheduled_key, due, id)
-    redis.call('HSET', job_key, 'status', 'scheduled')
-    return 1, 'scheduled'
+  local status = 'queued'
+  if due > now then status = 'scheduled' end
+  -- one HSET with every field: each redis.call costs the enqueue's round trip time
+  local fields = {'id', id, 'function', fn, 'payload', payload, 'queue', queue,
+    'priority', priority, 'seq', seq, 'tries', 0, 'lost', 0, 'enqueued_at', now, 'due_at', due,
+    'status', status}
+  if max_tries ~= '' then fields[#fields + 1] = 'max_tries'; fields[#fields + 1] = max_tries end
+  if timeout ~= '' then fields[#fields + 1] = 'timeout'; fields[#fields + 1] = timeout end
+  if expires ~= '' then
+    fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = now + tonumber(expires)
   end
-  redis.call('ZADD', queued_key, queue_score(priority, seq), id)
-  redis.call('HSET', job_key, 'status', 'queued')
-  return 1, 'queued'
+  if signature ~= '' then fields[#fields + 1] = 'signature'; fields[#fields + 1] = signature end
+  redis.call('HSET', job_key, unpack(fields))
+  if status == 'scheduled' then
+    redis.call('ZADD', scheduled_key, due, id)
+  else
+    redis.call('ZADD', queued_key, queue_score(priority, seq), id)
+  end
+  return 1, status
 end
 
 -- Remove `id` from the dead set; true when it was a dead letter (status 'failed') that the caller may
