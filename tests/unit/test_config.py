@@ -668,6 +668,14 @@ def test_warnings() -> None:
     ]
 
 
+def test_sentinel_without_replica_durability_is_warned_about() -> None:
+    sentinel = '[redis]\nurl = "redis+sentinel://s1,s2/main"\n' + FUNCTION
+    (note,) = warnings_for(ok(sentinel))
+    assert note.startswith('jobs.toml: redis.enqueue_durability: "primary" with Sentinel:')
+    durable = sentinel.replace('/main"\n', '/main"\nenqueue_durability = "replica"\n')
+    assert warnings_for(ok(durable)) == []
+
+
 def test_warning_without_functions_and_none_for_a_plain_file() -> None:
     assert warnings_for(loads("", environ={})) == [
         "<string>: functions: no job functions defined; a worker can run no job"
