@@ -389,7 +389,7 @@ def warnings_for(settings: Settings) -> list[str]:
         notes.append(
             f'{label}: redis.enqueue_durability: "primary" with Sentinel: during a failover the '
             "old primary keeps acknowledging enqueues until it is demoted, then drops them "
-            '(tests/chaos F17 lost 3,490 of 3,747); "replica" makes producers that read this '
+            '(jobd\'s failover test lost 3,490 of 3,747); "replica" makes producers that read this '
             "file wait for a replica"
         )
     if settings.worker.drain_timeout > LONG_DRAIN_TIMEOUT:
