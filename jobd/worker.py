@@ -122,6 +122,8 @@ class Worker:
         self.processed = 0
         options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
         self.redis = open_async(settings.redis.url, **options)
+        # the wakers' blocking waits, on connections apart from the hot path's
+        self._wake_client = open_async(settings.redis.url, **options)
         self.call = RedisCaller(
             self.redis_health,
             settings.redis.redacted_url(),
@@ -206,7 +208,7 @@ class Worker:
                     group.create_task(self.monitor.refresh_queue_figures()),
                     group.create_task(self.notifier.watchdog()),
                     group.create_task(CronScheduler(self).run()),
-                    *(group.create_task(self._waker(queue)) for queue in worker.queues),
+                    *(group.create_task(self._waker(q)) for q in worker.queues),
                 ]
                 stop = group.create_task(self.shutdown.stop.wait())
                 await asyncio.wait([fetcher, stop], return_when=asyncio.FIRST_COMPLETED)
@@ -223,6 +225,7 @@ class Worker:
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)
             await self.redis.aclose()
+            await self._wake_client.aclose()
             await self.leases.close()
             self._transition(State.STOPPED)
 
@@ -293,25 +296,22 @@ class Worker:
             self._idle.clear()
 
     async def _waker(self, queue: str) -> None:
-        """Blocks on the queue's wake marker while the worker is idle, on a connection of its own."""
-        options = connection_options(
-            self.settings.redis.socket_timeout, self.settings.redis.connect_timeout
-        )
-        client = open_async(self.settings.redis.url, **options)
-        try:
-            while not self.shutdown.stop.is_set():
-                await self._idle.wait()
-                if self.shutdown.stop.is_set():
-                    break
-                woken = await self.call(
-                    "wait",
-                    functools.partial(self.store.wait_for_work, client, queue, IDLE_WAIT_SECONDS),
-                    keep_trying=True,
-                )
-                if woken:
-                    self._work.set()
-        finally:
-            await client.aclose()
+        """Blocks on the queue's wake marker while the worker is idle. The wakers of all queues
+        share one client (each blocking call takes a connection of its own from its pool): one
+        cluster client learns the slot map once, not once per queue."""
+        while not self.shutdown.stop.is_set():
+            await self._idle.wait()
+            if self.shutdown.stop.is_set():
+                break
+            woken = await self.call(
+                "wait",
+                functools.partial(
+                    self.store.wait_for_work, self._wake_client, queue, IDLE_WAIT_SECONDS
+                ),
+                keep_trying=True,
+            )
+            if woken:
+                self._work.set()
 
     def _start(self, job: ClaimedJob, claimed_at_ms: int) -> None:
         entry = RunningJob(job)
