@@ -31,6 +31,7 @@ from jobd.store import Finish, Store
 from jobd.sync_client import SyncClient
 from tests.chaos.conftest import Chaos, until
 from tests.support.checker import Expect, assert_invariants, snapshot
+from tests.support.daemon import Daemon
 from tests.support.redis_server import RedisServer, free_port
 
 QUEUES = [f"q{n}" for n in range(12)]
@@ -221,10 +222,16 @@ class Producers:
                 self.acknowledged.append(job_id)
                 time.sleep(0.005)
 
-    def finish(self) -> list[str]:
+    def finish(self, scenario: str = "") -> list[str]:
+        """Stop producing; prints what was acknowledged and retried under `scenario`."""
         self.stop.set()
         for thread in self.threads:
             thread.join(30)
+        if scenario:
+            print(
+                f"F17 {scenario}: {len(self.acknowledged)} acknowledged, "
+                f"producer retries {Counter(self.failures)}"
+            )
         return list(self.acknowledged)
 
 
@@ -238,6 +245,17 @@ def _promoted(sentinels: list[int], replica: RedisServer) -> None:
             lambda: sentinel.sentinel_get_master_addr_by_name("jobd")[1] == replica.port,
             "the replica is the primary",
         )
+
+
+def _durable_fleet(
+    chaos: Chaos, sentinels: list[int], primary: RedisServer
+) -> tuple[list[Daemon], Producers]:
+    """Two workers and producers on the Sentinels' URL, with enqueue_durability = "replica"."""
+    url = _sentinel_url(sentinels)
+    chaos.redis = primary  # where the test reads job states until the failover
+    config = chaos.config(url, redis={"enqueue_durability": "replica"})
+    workers = [chaos.daemon(config), chaos.daemon(config)]
+    return workers, Producers(chaos, url, enqueue_durability="replica")
 
 
 def _planned_failover(
@@ -260,7 +278,11 @@ def _planned_failover(
 
 
 def _check_after_failover(
-    chaos: Chaos, replica: RedisServer, acknowledged: list[str], workers: list[Any], **expect: Any
+    chaos: Chaos,
+    replica: RedisServer,
+    acknowledged: list[str],
+    workers: list[Daemon],
+    **expect: Any,
 ) -> None:
     """Every acknowledged job ran on the new primary; the workers stayed up and exit cleanly."""
     chaos.redis = replica  # where job states are read now
@@ -283,16 +305,9 @@ def test_f17_a_planned_failover_loses_and_repeats_nothing(
     an enqueue is not acknowledged (NotReplicated) and the producer sends it again, so every
     acknowledged job runs."""
     primary, replica, sentinels = sentinel_setup
-    url = _sentinel_url(sentinels)
-    chaos.redis = primary
-    config = chaos.config(url, redis={"enqueue_durability": "replica"})
-    workers = [chaos.daemon(config), chaos.daemon(config)]
-    producers = Producers(chaos, url, enqueue_durability="replica")
+    workers, producers = _durable_fleet(chaos, sentinels, primary)
     _planned_failover(sentinels, primary, replica, producers)
-    acknowledged = producers.finish()
-    print(
-        f"F17 planned: {len(acknowledged)} acknowledged, producer retries {Counter(producers.failures)}"
-    )
+    acknowledged = producers.finish("planned")
     # a worker's claim or finish on the old primary after the switch is lost with it: that job
     # runs again on the new primary (at most once more)
     _check_after_failover(chaos, replica, acknowledged, workers, extra_starts=1)
@@ -307,11 +322,7 @@ def test_f17_workers_and_producers_follow_when_the_primary_dies(
     the dead primary had handed out run again (their claims may not have reached the replica).
     The old primary comes back, as a restarted pod would, and Sentinel makes it a replica."""
     primary, replica, sentinels = sentinel_setup
-    url = _sentinel_url(sentinels)
-    chaos.redis = primary
-    config = chaos.config(url, redis={"enqueue_durability": "replica"})
-    workers = [chaos.daemon(config), chaos.daemon(config)]
-    producers = Producers(chaos, url, enqueue_durability="replica")
+    workers, producers = _durable_fleet(chaos, sentinels, primary)
     until(lambda: len(producers.acknowledged) >= 100, "jobs flow")
     primary.kill()
     _promoted(sentinels, replica)
@@ -320,10 +331,7 @@ def test_f17_workers_and_producers_follow_when_the_primary_dies(
     primary.start()
     seen = len(producers.acknowledged)
     until(lambda: len(producers.acknowledged) >= seen + 100, "jobs flow after the failover")
-    acknowledged = producers.finish()
-    print(
-        f"F17 kill -9: {len(acknowledged)} acknowledged, producer retries {Counter(producers.failures)}"
-    )
+    acknowledged = producers.finish("kill -9")
     _check_after_failover(chaos, replica, acknowledged, workers, extra_starts=1)
 
 
