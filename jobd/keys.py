@@ -8,6 +8,8 @@ one Redis Cluster slot and each Lua script touches a single slot.
     <prefix>:{<queue>}:workers      ZSET  worker id -> heartbeat expiry (ms): the lease of all its jobs
     <prefix>:{<queue>}:owned:<wid>  SET   ids of the jobs worker <wid> runs from this queue
     <prefix>:{<queue>}:claim:<wid>  STR   the last claim of worker <wid>, so a replayed claim is harmless
+    <prefix>:{<queue>}:stop:<wid>   LIST  pushed when worker <wid> stops: ends its blocking wait, and
+                                          its claim then takes nothing (see Store.wait_and_claim)
     <prefix>:{<queue>}:seq          STR   enqueue counter (FIFO order within a priority)
     <prefix>:{<queue>}:wake         LIST  a marker that wakes one idle worker blocked on it
     <prefix>:{<queue>}:activity     HASH  last time any worker touched the queue, and since when it has
@@ -99,6 +101,9 @@ class QueueKeys:
 
     def claim(self, worker_id: str) -> str:
         return self.base + "claim:" + worker_id
+
+    def stop(self, worker_id: str) -> str:
+        return self.base + "stop:" + worker_id
 
     def cron(self, name: str) -> str:
         return self.base + "cron:" + name

@@ -1,8 +1,10 @@
 """Log output of the daemon: one line per event, as text for people or JSON for machines.
 
-Lines go out in batches: a busy worker logs two lines per job, and one write per line was about a
-third of its logging cost. A line below WARNING waits at most `FLUSH_INTERVAL` for companions (none
-after a quiet spell); WARNING and above go out at once, with everything before them.
+A busy worker logs two lines per job, and one write per line was about a third of its logging
+cost, so those lines go out in batches: a job's line below WARNING (its `event` starts with
+"job_") waits at most `FLUSH_INTERVAL` for companions, none after a quiet spell. Every other line
+(the worker's start, states and stop, Redis trouble, WARNING and above) goes out at once, with
+everything before it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Literal, TextIO
 LogFormat = Literal["text", "json"]
 
 FLUSH_INTERVAL = 0.05
-"""Longest delay of a line below WARNING; a worker killed with SIGKILL loses at most this much log."""
+"""Longest delay of a job's INFO line; a worker killed with SIGKILL loses at most this much of them."""
 
 MAX_PENDING = 500
 """Lines held at most before they are written regardless of the interval."""
@@ -66,6 +68,11 @@ class TextFormatter(logging.Formatter):
         return f"{text},{int(record.msecs):03d}"
 
 
+def _batched(record: logging.LogRecord) -> bool:
+    event = getattr(record, "event", None)
+    return record.levelno < logging.WARNING and isinstance(event, str) and event.startswith("job_")
+
+
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A StreamHandler that writes lines in batches (see the module docstring). A daemon thread
     writes what waits; `flush()` (called by logging at exit) writes the rest."""
@@ -92,7 +99,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._pending.append(self.format(record) + self.terminator)
             now = self._clock()
             if (
-                record.levelno >= logging.WARNING
+                not _batched(record)
                 or len(self._pending) >= MAX_PENDING
                 or now - self._last_write >= self.interval
             ):

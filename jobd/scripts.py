@@ -125,6 +125,24 @@ async def run_async(
         return await client.execute_command("EVAL", script.source, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
+async def run_async_after(
+    client: redis.asyncio.Redis,
+    first: Sequence[Argument],
+    name: str,
+    keys: Sequence[str],
+    args: Sequence[Argument],
+) -> tuple[Any, Any]:
+    """Command `first`, then the script, sent together on one connection of either client kind:
+    Redis runs the script as soon as `first` returns, even a blocking one, without a round trip
+    in between. NoScriptError if Redis does not know the script (`first` has run then)."""
+    script = _checked(name, keys)
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command(*first)
+    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    first_reply, reply = await pipe.execute()
+    return first_reply, reply
+
+
 def run_sync(client: redis.Redis, name: str, keys: Sequence[str], args: Sequence[Argument]) -> Any:
     """`run_async` on a synchronous client."""
     script = _checked(name, keys)

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis.asyncio
+from redis.exceptions import NoScriptError
 
 from jobd.commands import check_job_id, functions_key
 from jobd.errors import InvalidJobOption
 from jobd.execute import ClaimedJob
 from jobd.keys import QueueKeys
 from jobd.model import ErrorInfo, encode_error
-from jobd.scripts import Argument, run_async
+from jobd.scripts import Argument, run_async, run_async_after
 
 PROMOTE_LIMIT = 1000
 """Due scheduled jobs moved per claim call; more move on the next call."""
@@ -166,42 +167,78 @@ class Store:
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Argument]) -> object:
         return await run_async(self.redis, name, keys, args)
 
-    async def claim(self, queue: str, count: int) -> Claim:
-        """Claim up to `count` jobs. After a failed call the same nonce is sent again, so a claim whose
-        reply was lost returns its jobs instead of leaving them owned by nobody who knows."""
+    def _claim_call(self, queue: str, nonce: int, count: int) -> tuple[list[str], list[Argument]]:
         keys = self.keys(queue)
+        return [
+            keys.queued,
+            keys.scheduled,
+            keys.running,
+            keys.workers,
+            keys.owned(self.worker_id),
+            keys.claim(self.worker_id),
+            keys.wake,
+            keys.activity,
+            keys.dead,
+            keys.job_prefix,
+            keys.stop(self.worker_id),
+        ], [
+            self.worker_id,
+            nonce,
+            count,
+            self.lease_ms,
+            self.gap_ms,
+            self.max_payload_bytes,
+            PROMOTE_LIMIT,
+        ]
+
+    def _nonce(self, queue: str) -> int:
+        """The nonce of the next claim: after a failed call the same one is sent again, so a claim
+        whose reply was lost returns its jobs instead of leaving them owned by nobody who knows."""
         nonce = self._pending_nonce.get(queue) or next(self._nonces)
         self._pending_nonce[queue] = nonce
-        reply = await self._script(
-            "claim",
-            [
-                keys.queued,
-                keys.scheduled,
-                keys.running,
-                keys.workers,
-                keys.owned(self.worker_id),
-                keys.claim(self.worker_id),
-                keys.wake,
-                keys.activity,
-                keys.dead,
-                keys.job_prefix,
-            ],
-            [
-                self.worker_id,
-                nonce,
-                count,
-                self.lease_ms,
-                self.gap_ms,
-                self.max_payload_bytes,
-                PROMOTE_LIMIT,
-            ],
-        )
+        return nonce
+
+    def _claimed(self, queue: str, reply: object) -> Claim:
         del self._pending_nonce[queue]
         assert isinstance(reply, list)
         now_ms, next_due, token, expired, dead, *rows = reply
         token_text = token.decode()
         jobs = [_claimed_job(queue, token_text, row) for row in rows]
         return Claim(jobs, int(now_ms), _optional_int(next_due), _pairs(expired), _triples(dead))
+
+    async def claim(self, queue: str, count: int) -> Claim:
+        """Claim up to `count` jobs now."""
+        keys, args = self._claim_call(queue, self._nonce(queue), count)
+        return self._claimed(queue, await self._script("claim", keys, args))
+
+    async def wait_and_claim(
+        self, client: redis.asyncio.Redis, queue: str, count: int, timeout: float
+    ) -> Claim:
+        """Block on the queue's wake marker (or this worker's stop marker) for up to `timeout`
+        seconds, then claim up to `count` jobs: one round trip for an idle worker to pick up a job
+        instead of two. `client` is the one for blocking calls. The claim runs however the wait
+        ends (it also promotes scheduled jobs that came due); after `stop_waiting` it takes
+        nothing. A claim whose reply was lost is replayed at once, not after another wait."""
+        if queue in self._pending_nonce:
+            return await self.claim(queue, count)
+        keys = self.keys(queue)
+        claim_keys, args = self._claim_call(queue, self._nonce(queue), count)
+        # BLPOP's timeout 0 would mean forever; Redis takes it in seconds with decimals
+        wait = ("BLPOP", keys.wake, keys.stop(self.worker_id), f"{max(timeout, 0.001):.3f}")
+        try:
+            _, reply = await run_async_after(client, wait, "claim", claim_keys, args)
+        except NoScriptError:
+            return await self.claim(queue, count)  # the same nonce, sent with the script's source
+        return self._claimed(queue, reply)
+
+    async def stop_waiting(self, queue: str) -> None:
+        """End this worker's `wait_and_claim` at once and make its claim take nothing: the popped
+        marker ends the wait and the one left gates the claim (or `leave` removes it)."""
+        stop = self.keys(queue).stop(self.worker_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(stop, "stop", "stop")
+        pipe.pexpire(stop, 2 * self.lease_ms)
+        await pipe.execute()
 
     async def finish(self, queue: str, items: Sequence[Finish]) -> list[str]:
         """Store outcomes of jobs of one queue in one call; per job 'ok', 'stale' or 'replayed'."""
@@ -353,7 +390,7 @@ class Store:
         """Remove this worker's heartbeat on a clean exit. If jobs are still owned (a requeue failed),
         the heartbeat is left to expire so that the reaper gives them back."""
         keys = self.keys(queue)
-        await self.redis.delete(keys.claim(self.worker_id))
+        await self.redis.delete(keys.claim(self.worker_id), keys.stop(self.worker_id))
         if await self.redis.scard(keys.owned(self.worker_id)) == 0:
             await self.redis.zrem(keys.workers, self.worker_id)
 

@@ -20,6 +20,7 @@ from jobd.blocking import watch_functions
 from jobd.client import connection_options
 from jobd.connect import open_async
 from jobd.execute import ClaimedJob, Runner
+from jobd.fetcher import Fetcher
 from jobd.finisher import Finisher
 from jobd.health import Health
 from jobd.jobs import JobHandler
@@ -37,14 +38,6 @@ from jobd.systemd import Notifier
 from jobd.tls import diagnose as diagnose_tls
 
 logger = logging.getLogger("jobd.worker")
-
-IDLE_WAIT_SECONDS = 1.0
-"""Longest blocking wait on a wake marker: well below the socket timeout (RELIABILITY.md, finding 3).
-Pickup does not depend on it: enqueue pushes the marker that ends the wait at once."""
-
-
-CLAIM_GRACE_SECONDS = 5.0
-"""Longest wait on SIGTERM for a claim in flight (it normally takes a millisecond)."""
 
 
 class State(StrEnum):
@@ -122,8 +115,6 @@ class Worker:
         self.processed = 0
         options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
         self.redis = open_async(settings.redis.url, **options)
-        # the wakers' blocking waits, on connections apart from the hot path's
-        self._wake_client = open_async(settings.redis.url, **options)
         self.call = RedisCaller(
             self.redis_health,
             settings.redis.redacted_url(),
@@ -153,13 +144,11 @@ class Worker:
         self.monitor = Monitor(self)
         self.leases = LeaseKeeper(self)
         self.metrics.worker_slots.set(worker.concurrency)
-        self._slot_freed = asyncio.Event()
-        self._work = asyncio.Event()
-        self._idle = asyncio.Event()
+        self.slot_freed = asyncio.Event()
+        # blocking waits for work, on connections apart from the hot path's
+        self.fetcher = Fetcher(self, open_async(settings.redis.url, **options))
         self.finished = asyncio.Event()
         """Set once drained: the helper loops end."""
-        self._next_due: dict[str, float] = {}
-        self._claiming = False
 
     @property
     def ready(self) -> bool:
@@ -200,7 +189,7 @@ class Worker:
             self._transition(State.RUNNING)
             self.notifier.ready(self.status_line())
             async with asyncio.TaskGroup() as group:
-                fetcher = group.create_task(self._fetch_loop())
+                fetcher = group.create_task(self.fetcher.run())
                 helpers = [
                     group.create_task(self.leases.heartbeat_loop()),
                     group.create_task(self.leases.abort_listener()),
@@ -208,112 +197,32 @@ class Worker:
                     group.create_task(self.monitor.refresh_queue_figures()),
                     group.create_task(self.notifier.watchdog()),
                     group.create_task(CronScheduler(self).run()),
-                    *(group.create_task(self._waker(q)) for q in worker.queues),
+                    *(
+                        group.create_task(self.fetcher.waker(q))
+                        for q in worker.queues
+                        if not self.fetcher.pipelined_waits
+                    ),
                 ]
                 stop = group.create_task(self.shutdown.stop.wait())
                 await asyncio.wait([fetcher, stop], return_when=asyncio.FIRST_COMPLETED)
-                await self._stop_fetching(fetcher)
+                await self.fetcher.stop(fetcher)
                 stop.cancel()
                 await self._drain()
                 # Flags as well as cancel(): a cancellation that lands inside a redis-py call can be
                 # swallowed, and a helper must not outlive the worker because of it.
                 self.finished.set()
-                self._idle.set()
+                self.fetcher.idle.set()
                 for task in helpers:
                     task.cancel()
             await self._leave()
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)
             await self.redis.aclose()
-            await self._wake_client.aclose()
+            await self.fetcher.wake_client.aclose()
             await self.leases.close()
             self._transition(State.STOPPED)
 
-    # -- fetching ---------------------------------------------------------------------------------
-
-    async def _fetch_loop(self) -> None:
-        concurrency = self.settings.worker.concurrency
-        while not self.shutdown.stop.is_set():
-            if len(self.running) >= concurrency:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            self._work.clear()
-            full_batch = False
-            for queue in self.settings.worker.queues:
-                free = concurrency - len(self.running)
-                if free <= 0 or self.shutdown.stop.is_set():
-                    break
-                self._claiming = True
-                try:
-                    claim = await self.call(
-                        "claim", functools.partial(self.store.claim, queue, free), keep_trying=True
-                    )
-                finally:
-                    self._claiming = False
-                self.handler.report_claim(queue, claim)
-                for job in claim.jobs:
-                    self._start(job, claim.now_ms)
-                full_batch = full_batch or len(claim.jobs) == free
-                due = claim.next_due_ms
-                self._next_due[queue] = (
-                    time.monotonic() + (due - claim.now_ms) / 1000 if due is not None else 0.0
-                )
-            if full_batch:
-                await asyncio.sleep(0)  # let the new jobs start before claiming more
-                continue
-            if self.burst and not self.running and not any(self._next_due.values()):
-                logger.info("burst: queues are empty, stopping")
-                return
-            if not self.shutdown.stop.is_set():
-                await self._wait_for_work()
-
-    async def _stop_fetching(self, fetcher: asyncio.Task[None]) -> None:
-        """End the fetch loop, but not in the middle of a claim: the jobs a claim took belong to
-        this worker, and a reply dropped by the cancellation would leave them owned by nobody who
-        knows (the reaper would give them back as lost, charging a try). Those jobs are drained
-        like the others. A claim stuck in a Redis outage is not waited for."""
-        if self._claiming and self.redis_health.available:
-            await asyncio.wait([fetcher], timeout=CLAIM_GRACE_SECONDS)
-        fetcher.cancel()
-
-    async def _wait_for_work(self) -> None:
-        timeout = IDLE_WAIT_SECONDS
-        now = time.monotonic()
-        for due in self._next_due.values():
-            if due:
-                timeout = min(timeout, max(due - now, 0.0))
-        if timeout <= 0:
-            return
-        self._idle.set()
-        try:
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
-            async with asyncio.timeout(timeout):
-                await self._work.wait()
-        except TimeoutError:
-            pass
-        finally:
-            self._idle.clear()
-
-    async def _waker(self, queue: str) -> None:
-        """Blocks on the queue's wake marker while the worker is idle. The wakers of all queues
-        share one client (each blocking call takes a connection of its own from its pool): one
-        cluster client learns the slot map once, not once per queue."""
-        while not self.shutdown.stop.is_set():
-            await self._idle.wait()
-            if self.shutdown.stop.is_set():
-                break
-            woken = await self.call(
-                "wait",
-                functools.partial(
-                    self.store.wait_for_work, self._wake_client, queue, IDLE_WAIT_SECONDS
-                ),
-                keep_trying=True,
-            )
-            if woken:
-                self._work.set()
-
-    def _start(self, job: ClaimedJob, claimed_at_ms: int) -> None:
+    def start_job(self, job: ClaimedJob, claimed_at_ms: int) -> None:
         entry = RunningJob(job)
         key = (job.queue, job.id, job.token)
         self.running[key] = entry
@@ -325,7 +234,7 @@ class Worker:
     def _release(self, key: tuple[str, str, str], _task: object = None) -> None:
         self.running.pop(key, None)
         self.processed += 1
-        self._slot_freed.set()
+        self.slot_freed.set()
 
     def cancel(self, queue: str, job_id: str, reason: str, token: str | None = None) -> bool:
         """Cancel the runs of a job (only the one under `token`, if given); the handler acts on

@@ -10,6 +10,8 @@
 -- KEYS[1] queued  KEYS[2] scheduled  KEYS[3] running  KEYS[4] workers  KEYS[5] owned:<worker> (SET)
 -- KEYS[6] claim:<worker> (STR)  KEYS[7] wake  KEYS[8] activity  KEYS[9] dead
 -- KEYS[10] job hash prefix (job ids are only known after popping them; same hash tag)
+-- KEYS[11] stop:<worker> (LIST): present once the worker stops; the script deletes it and claims
+-- nothing new. A stopping worker pushes it to end a blocking wait that is pipelined with this claim.
 -- ARGV[1] worker id  ARGV[2] nonce  ARGV[3] max jobs  ARGV[4] lease ms  ARGV[5] activity gap ms
 -- ARGV[6] max payload bytes  ARGV[7] promote limit
 -- Returns {now, next due ms or '', token, {expired: id, function, ...}, {dead-lettered: id, function,
@@ -101,6 +103,12 @@ if last then
     reply[2] = next_due()
     return reply
   end
+end
+
+if redis.call('DEL', KEYS[11]) == 1 then
+  redis.call('SET', KEYS[6], nonce .. '\n', 'PX', 2 * tonumber(ARGV[4])) -- a replay takes nothing
+  reply[2] = next_due()
+  return reply
 end
 
 promote(KEYS[2], KEYS[1], job_prefix, now, tonumber(ARGV[7]))

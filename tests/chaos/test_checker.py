@@ -183,3 +183,10 @@ def test_a_heartbeat_left_after_a_clean_exit_fails() -> None:
     found = check(entries, state, expect)
     assert any(line.startswith("I4") and "heartbeats" in line for line in found), found
     assert any(line.startswith("I8") and "claim:w1" in line for line in found), found
+
+
+def test_a_stop_marker_left_after_a_clean_exit_fails_i8() -> None:
+    entries, state, expect = good()
+    state.ttls[f"{PREFIX}:{{default}}:stop:w1"] = 1500
+    found = violations(entries, state, expect, "I8")
+    assert any("stop:w1: left by a worker that exited cleanly" in line for line in found), found

@@ -231,19 +231,20 @@ def test_f16_a_job_blocking_the_event_loop_loses_its_lease_and_is_named(chaos: C
     b = chaos.daemon(config, name="b")
     chaos.wait_done([threaded])
     assert len(chaos.starts()) == 1
-    # an async def job that blocks the loop past the lease: its lease is lost, b runs it again,
-    # a's late result is refused; /healthz says so meanwhile and the log names the job
-    b.signal(signal.SIGSTOP)  # so that a claims it
-    try:
-        (blocking,) = chaos.enqueue(1, "block_chaos", 4.0, start=1)
-        until(lambda: len(chaos.starts(a.pid)) == 2, "the blocking job runs on a")
-    finally:
-        b.signal(signal.SIGCONT)
+    # an async def job that blocks the loop past the lease: its lease is lost, c runs it again,
+    # a's late result is refused; /healthz says so meanwhile and the log names the job. b leaves
+    # first so that a claims it (a frozen b could still claim it: its wait and claim sit in Redis)
+    b.terminate()
+    assert b.wait_exit(GUARD) == 0
+    (blocking,) = chaos.enqueue(1, "block_chaos", 4.0, start=1)
+    until(lambda: len(chaos.starts(a.pid)) == 2, "the blocking job runs on a")
+    c = chaos.daemon(config, name="c")
     statuses: list[int] = []
     until(lambda: statuses.append(a.get("/healthz")[0]) or statuses[-1] == 503, "a's /healthz 503")
     chaos.wait_done([blocking])
     until(lambda: "blocked the event loop" in a.log_text(), "the log names the blocking job")
-    exits = chaos.stop_all()
+    assert c.running
+    exits = {"b": b.returncode, **chaos.stop_all()}
     chaos.check(Expect([threaded, blocking], zombies={blocking}, exits=exits))
     line = next(x for x in a.log_text().splitlines() if "blocked the event loop" in x)
     assert f"job {blocking} (block_chaos)" in line

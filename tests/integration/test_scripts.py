@@ -3,6 +3,7 @@ reaping and its grace after outages."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
@@ -78,6 +79,88 @@ async def test_replayed_claim_returns_the_same_jobs(
     assert admin.zcard(keys.queued) == 3 and admin.zcard(keys.running) == 2
     fresh = await store.claim("default", 2)
     assert not {job.id for job in fresh.jobs} & {job.id for job in first.jobs}
+
+
+async def test_wait_and_claim_picks_up_a_job_enqueued_while_it_blocks(
+    client: Client, redis_server: RedisServer, store_for: StoreFactory
+) -> None:
+    store = store_for("w1")
+    blocking = redis_server.async_client()
+    try:
+        waiting = asyncio.create_task(store.wait_and_claim(blocking, "default", 10, 30.0))
+        await wait_blocked(redis_server)
+        job = await client.enqueue("echo", 1)
+        claim = await asyncio.wait_for(waiting, 10)  # the marker ended the wait, not its 30 s
+        assert [claimed.id for claimed in claim.jobs] == [job.id]
+        assert (await job.info()).status == "running"  # type: ignore[union-attr]
+    finally:
+        await blocking.aclose()
+
+
+async def test_wait_and_claim_that_times_out_still_claims(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    """The claim runs however the wait ends: a job queued without a marker (its marker went to
+    another worker) is taken when the wait times out."""
+    job = await client.enqueue("echo", 1)
+    redis_server.client().delete(QueueKeys(key_prefix, "default").wake)
+    store = store_for("w1")
+    blocking = redis_server.async_client()
+    try:
+        claim = await store.wait_and_claim(blocking, "default", 10, 0.05)
+        assert [claimed.id for claimed in claim.jobs] == [job.id]
+    finally:
+        await blocking.aclose()
+
+
+async def test_stop_waiting_ends_the_wait_and_its_claim_takes_nothing(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    store = store_for("w1")
+    blocking = redis_server.async_client()
+    keys = QueueKeys(key_prefix, "default")
+    admin = redis_server.client()
+    try:
+        waiting = asyncio.create_task(store.wait_and_claim(blocking, "default", 10, 30.0))
+        await wait_blocked(redis_server)
+        admin.zadd(keys.queued, {"queued-without-marker": 0})  # would be claimed if the gate failed
+        await store.stop_waiting("default")
+        claim = await asyncio.wait_for(waiting, 10)
+        assert claim.jobs == []
+        assert admin.zcard(keys.queued) == 1 and admin.zcard(keys.running) == 0
+        assert not admin.exists(keys.stop("w1"))  # the claim removed the marker it found
+        # the same claim sent again after a lost reply takes nothing either
+        nonce = admin.get(keys.claim("w1")).split(b"\n")[0]  # type: ignore[union-attr]
+        store._pending_nonce["default"] = int(nonce)
+        assert (await store.claim("default", 10)).jobs == []
+        assert admin.zcard(keys.queued) == 1
+    finally:
+        await blocking.aclose()
+
+
+async def test_stop_markers_pushed_outside_a_wait_are_removed_by_leave(
+    redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    store = store_for("w1")
+    keys = QueueKeys(key_prefix, "default")
+    admin = redis_server.client()
+    await store.stop_waiting("default")
+    assert admin.llen(keys.stop("w1")) == 2 and admin.pttl(keys.stop("w1")) > 0
+    await store.leave("default")
+    assert not admin.exists(keys.stop("w1"))
+
+
+async def wait_blocked(server: RedisServer) -> None:
+    """Until Redis reports a client blocked (the BLPOP of the wait under test)."""
+    admin = server.async_client()
+    try:
+        for _ in range(500):
+            if (await admin.info("clients"))["blocked_clients"] >= 1:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("no client blocked within 5 s")
+    finally:
+        await admin.aclose()
 
 
 async def test_replayed_enqueue_creates_nothing(client: Client) -> None:

@@ -314,7 +314,7 @@ def check(entries: list[Entry], state: RedisState, expect: Expect) -> list[str]:
             if kind.startswith("job:") and expect.results_expired:
                 problems.append(f"I8 {name}: still there after keep_result")
                 continue
-            if kind.startswith(("claim:", "registry")) and expect.clean_exit:
+            if kind.startswith(("claim:", "stop:", "registry")) and expect.clean_exit:
                 problems.append(f"I8 {name}: left by a worker that exited cleanly")
                 continue
         elif rest == "epoch":

@@ -21,13 +21,15 @@ class Clock:
 
 
 def record(
-    message: str, level: int = logging.INFO, created: float = 1_764_100_000.25
+    message: str,
+    level: int = logging.INFO,
+    created: float = 1_764_100_000.25,
+    event: str = "job_started",
 ) -> logging.LogRecord:
-    entry = logging.makeLogRecord(
+    return logging.makeLogRecord(
         {"name": "jobd.test", "levelno": level, "levelname": logging.getLevelName(level),
-         "msg": message, "created": created, "msecs": (created % 1) * 1000}
+         "msg": message, "created": created, "msecs": (created % 1) * 1000, "event": event}
     )  # fmt: skip
-    return entry
 
 
 @pytest.fixture
@@ -71,6 +73,16 @@ def test_a_warning_takes_everything_before_it_along(clock: Clock) -> None:
     assert stream.getvalue() == "INFO one\nINFO two\nWARNING careful\n"
 
 
+@pytest.mark.parametrize("event", ["worker_running", "redis_down", ""])
+def test_lines_other_than_jobs_go_out_at_once_with_what_waits(clock: Clock, event: str) -> None:
+    stream = io.StringIO()
+    handler = handler_for(stream, clock)
+    handler.handle(record("one"))
+    handler.handle(record("two"))
+    handler.handle(record("worker state", event=event))
+    assert stream.getvalue() == "INFO one\nINFO two\nINFO worker state\n"
+
+
 def test_a_line_after_the_interval_writes_the_batch(clock: Clock) -> None:
     stream = io.StringIO()
     handler = handler_for(stream, clock, interval=0.05)
@@ -106,8 +118,8 @@ def test_logging_shutdown_writes_what_waits(clock: Clock) -> None:
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
-        logger.warning("first")
-        logger.info("second")
+        logger.warning("first", extra={"event": "job_dead"})
+        logger.info("second", extra={"event": "job_finished"})
         assert stream.getvalue() == "WARNING first\n"
         logging.shutdown([lambda: handler])  # what logging's atexit hook does for each handler
         assert stream.getvalue() == "WARNING first\nINFO second\n"
