@@ -63,3 +63,50 @@ async def test_clients_of_each_kind_are_made_without_connecting() -> None:
     sync_primary = open_sync("redis+sentinel://127.0.0.1:1/main")
     assert sync_primary.connection_pool.service_name == "main"  # type: ignore[attr-defined]
     sync_primary.close()
+
+
+PACKED_ARGUMENTS = [
+    ("EVALSHA", "a" * 40, 2, "jobd:{default}:queued", b"raw\x00bytes", 0, -7, 1.5, 1e20, "é€"),
+    ("CONFIG GET", "maxmemory"),
+    (b"CLIENT SETNAME", "jobd"),
+    ("SET", "k", ""),
+]
+
+
+@pytest.mark.parametrize("arguments", PACKED_ARGUMENTS)
+@pytest.mark.parametrize(
+    "url", ["redis://localhost/0", "rediss://localhost/0", "unix:///run/redis.sock"]
+)
+async def test_asyncio_connections_pack_with_hiredis_to_the_same_bytes(
+    url: str, arguments: tuple[object, ...]
+) -> None:
+    pytest.importorskip("hiredis")
+    client = open_async(url)
+    try:
+        pool = client.connection_pool
+        ours = pool.connection_class(**pool.connection_kwargs)
+        theirs = type(ours).__mro__[2](**pool.connection_kwargs)  # redis-py's class underneath
+        assert type(ours).__name__ == "Hiredis" + type(theirs).__name__
+        assert b"".join(ours.pack_command(*arguments)) == b"".join(theirs.pack_command(*arguments))
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("bad", [True, None])
+async def test_hiredis_packing_refuses_what_redis_py_refuses(bad: object) -> None:
+    pytest.importorskip("hiredis")
+    client = open_async("redis://localhost/0")
+    try:
+        pool = client.connection_pool
+        with pytest.raises(redis.exceptions.DataError):
+            pool.connection_class(**pool.connection_kwargs).pack_command("SET", "k", bad)
+    finally:
+        await client.aclose()
+
+
+def test_sentinel_clients_pack_with_hiredis() -> None:
+    pytest.importorskip("hiredis")
+    client = open_async("redis+sentinel://s1/main")
+    assert client.connection_pool.connection_class.__name__ == "HiredisSentinelManagedConnection"
+    tls = open_async("rediss+sentinel://s1/main")
+    assert tls.connection_pool.connection_class.__name__ == "HiredisSentinelManagedSSLConnection"
