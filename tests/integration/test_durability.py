@@ -40,9 +40,13 @@ async def test_without_a_replica_the_enqueue_fails_and_names_the_job(
         with pytest.raises(NotReplicated, match=r"0 of 1 replica.*job ids: first") as caught:
             await jobs.enqueue("echo", 1, job_id="first")
         assert caught.value.job_ids == ("first",)
-        # the primary kept the job: sending it again once a replica is there is safe
-        replica.start()
-        wait_until(lambda: _synced(replica), 15, message="replica synced")
+    # the primary kept the job: sending it again once a replica is there is safe (with time for
+    # the replica's acknowledgement: 50 ms was only for the failure above to come quickly)
+    replica.start()
+    wait_until(lambda: _synced(replica), 15, message="replica synced")
+    async with Client(
+        own_redis.url, key_prefix=key_prefix, enqueue_durability="replica", replica_timeout=5
+    ) as jobs:
         again = await jobs.enqueue("echo", 1, job_id="first")
         assert again.created is False
         fresh = await jobs.enqueue("echo", 2, job_id="second")
