@@ -5,6 +5,7 @@ uvloop."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -74,6 +75,11 @@ def _install_signal_handlers(shutdown: Shutdown) -> None:
 async def serve(settings: Settings, *, burst: bool = False) -> int:
     """Run the worker with hooks, probes and signal handling until it stops; returns the exit code."""
     functions, hooks = prepare(settings)
+    # Everything loaded so far (modules, job functions, settings) lives as long as the process:
+    # frozen, it is not traversed again by every full collection (callgrind: ~1 % of a no-op
+    # job's instructions). The garbage of startup is collected first, not frozen with it.
+    gc.collect()
+    gc.freeze()
     instruments = Instruments(
         metrics=Metrics(),
         health=Health(max_loop_lag=settings.http.max_loop_lag),
