@@ -134,6 +134,7 @@ class Fetcher:
             finally:
                 self.waiting = False
             if self._take(queue, claim, free):
+                await asyncio.sleep(0)  # the job starts before the loop claims more
                 return
 
     async def stop(self, fetcher: asyncio.Task[None]) -> None:
