@@ -12,12 +12,13 @@ import math
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from jobd.context import JobContext, set_current_job
+from jobd.deadlines import Deadlines
 from jobd.errors import PayloadError, PayloadTooLarge, Retry, SerializationError
 from jobd.model import ErrorInfo, decode_payload
 from jobd.serializer import Serializer
@@ -137,6 +138,7 @@ class Runner:
     result_serializer: Serializer
     executor: Executor
     state: dict[str, Any]
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     async def run(
         self,
@@ -166,29 +168,28 @@ class Runner:
             deadline=now + timedelta(seconds=timeout) if timeout else None,
             state=self.state,
         )
-        limit = asyncio.timeout(timeout)
+        deadline = self.deadlines.add(timeout) if timeout else None
         try:
-            async with limit:
-                if is_async:
-                    set_current_job(context)
-                    value = await function(*args, **kwargs)
-                else:
-                    value = await self._run_in_thread(context, function, args, kwargs)
-        except TimeoutError as error:
-            if not limit.expired():
-                return Result(Outcome.FAILED, error=error_info(error))  # raised by the job itself
-            return Result(
-                Outcome.TIMED_OUT,
-                error=ErrorInfo("TimeoutError", f"{job.function} timed out after {timeout} s"),
-            )
+            if is_async:
+                set_current_job(context)
+                value = await function(*args, **kwargs)
+            else:
+                value = await self._run_in_thread(context, function, args, kwargs)
+        except asyncio.CancelledError as error:
+            task = asyncio.current_task()
+            assert task is not None
+            if deadline is not None and deadline.expired and task.uncancel() == 0:
+                return Result(
+                    Outcome.TIMED_OUT,
+                    error=ErrorInfo("TimeoutError", f"{job.function} timed out after {timeout} s"),
+                )
+            if task.cancelling():
+                raise  # the worker cancelled the job (drain, abort, lost lease)
+            return Result(Outcome.FAILED, error=error_info(error))
         except Retry as request:
             return Result(
                 Outcome.RETRY, error=error_info(request), retry_delay=_retry_delay(request.delay)
             )
-        except asyncio.CancelledError as error:
-            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                raise  # the worker cancelled the job (drain, abort, lost lease)
-            return Result(Outcome.FAILED, error=error_info(error))
         except TypeError as error:
             # arguments that do not fit the signature fail for good; checked only now, as binding
             # them up front cost ~10 µs on every job
@@ -197,6 +198,12 @@ class Runner:
             )
         except BaseException as error:  # noqa: BLE001 - SystemExit or KeyboardInterrupt in a job is a failure of the job
             return Result(Outcome.FAILED, error=error_info(error))
+        finally:
+            if deadline is not None:
+                self.deadlines.discard(deadline)
+        if deadline is not None and deadline.expired:
+            # the job swallowed the cancellation and returned: its value stands (as asyncio.timeout)
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
         try:
             encoded = self.result_serializer.dumps(value, what="result")
         except PayloadTooLarge as error:

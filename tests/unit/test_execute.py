@@ -123,6 +123,39 @@ async def test_cancellation_by_the_worker_propagates(runner: Runner) -> None:
         await task
 
 
+async def test_cancellation_by_the_worker_propagates_under_a_timeout_too(runner: Runner) -> None:
+    started = asyncio.Event()
+
+    async def function() -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(run(runner, claimed(), function, timeout=60))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_job_that_swallows_its_timeout_keeps_its_value(runner: Runner) -> None:
+    """As under asyncio.timeout: the value stands, and the task is not left cancelling."""
+
+    async def function() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "cleaned up"
+        return "slept"
+
+    async def run_and_report() -> tuple[Any, int]:
+        result = await run(runner, claimed(), function, timeout=0.05)
+        return result, asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+    result, cancelling = await asyncio.create_task(run_and_report())
+    assert result.outcome == Outcome.SUCCEEDED and result.value == b'"cleaned up"'
+    assert cancelling == 0
+
+
 async def test_retry_request(runner: Runner) -> None:
     async def function() -> None:
         raise jobd.Retry(delay=2.5)
