@@ -86,7 +86,7 @@ async def test_asyncio_connections_pack_with_hiredis_to_the_same_bytes(
         pool = client.connection_pool
         ours = pool.connection_class(**pool.connection_kwargs)
         theirs = type(ours).__mro__[2](**pool.connection_kwargs)  # redis-py's class underneath
-        assert type(ours).__name__ == "Hiredis" + type(theirs).__name__
+        assert type(ours).__name__ == "Lean" + type(theirs).__name__
         assert b"".join(ours.pack_command(*arguments)) == b"".join(theirs.pack_command(*arguments))
     finally:
         await client.aclose()
@@ -107,6 +107,6 @@ async def test_hiredis_packing_refuses_what_redis_py_refuses(bad: object) -> Non
 def test_sentinel_clients_pack_with_hiredis() -> None:
     pytest.importorskip("hiredis")
     client = open_async("redis+sentinel://s1/main")
-    assert client.connection_pool.connection_class.__name__ == "HiredisSentinelManagedConnection"
+    assert client.connection_pool.connection_class.__name__ == "LeanSentinelManagedConnection"
     tls = open_async("rediss+sentinel://s1/main")
-    assert tls.connection_pool.connection_class.__name__ == "HiredisSentinelManagedSSLConnection"
+    assert tls.connection_pool.connection_class.__name__ == "LeanSentinelManagedSSLConnection"

@@ -1,0 +1,72 @@
+"""jobd's asyncio connections (jobd.connect._LeanConnection) against a real Redis: commands the
+socket takes at once, commands too big for it, and a write that Redis never reads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from jobd.connect import open_async
+from tests.support.redis_server import RedisServer
+
+
+def lean_client(server: RedisServer, **options: object) -> redis.asyncio.Redis:
+    return open_async(server.url, retry=Retry(NoBackoff(), 0), **options)
+
+
+async def test_small_and_large_commands_and_pipelines_round_trip(own_redis: RedisServer) -> None:
+    client = lean_client(own_redis, socket_timeout=10, health_check_interval=10)
+    try:
+        assert client.connection_pool.connection_class.__name__ == "LeanConnection"
+        big = b"x" * (32 * 1024 * 1024)  # more than a socket takes at once: drained, not dropped
+        assert await client.set("big", big)
+        assert await client.strlen("big") == len(big)
+        pipe = client.pipeline(transaction=False)
+        pipe.set("a", "1").incr("a").get("a")
+        assert await pipe.execute() == [True, 2, b"2"]
+        assert [await client.incr("n") for _ in range(100)] == list(range(1, 101))
+    finally:
+        await client.aclose()
+
+
+async def test_a_write_redis_does_not_read_times_out(own_redis: RedisServer) -> None:
+    client = lean_client(own_redis, socket_timeout=0.5)
+    try:
+        await client.ping()
+        own_redis.pause()
+        try:
+            with pytest.raises((redis.exceptions.TimeoutError, redis.exceptions.ConnectionError)):
+                await client.set("big", b"x" * (64 * 1024 * 1024))
+        finally:
+            own_redis.resume()
+        # the timed-out connection closes once Redis has read what was buffered (redis-py closes
+        # it without waiting, as it does without jobd's connection class)
+        with own_redis.client() as admin:
+            for _ in range(3000):  # the event loop must run meanwhile: it flushes and closes
+                if admin.info("clients")["connected_clients"] == 1:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the timed-out connection never closed")
+        assert await client.ping()  # a fresh connection replaces the one that timed out
+    finally:
+        await client.aclose()
+
+
+async def test_a_due_health_check_goes_before_the_command(own_redis: RedisServer) -> None:
+    """With the health check due, redis-py's own path sends its PING first: replies stay in step."""
+    client = lean_client(own_redis, socket_timeout=5, health_check_interval=1)
+    try:
+        await client.set("k", "v")
+        connection = await client.connection_pool.get_connection()
+        connection.next_health_check = 0  # due now
+        await client.connection_pool.release(connection)
+        assert await client.get("k") == b"v"
+        assert await client.incr("n") == 1
+    finally:
+        await client.aclose()
