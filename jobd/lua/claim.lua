@@ -107,6 +107,8 @@ end
 
 if redis.call('DEL', KEYS[11]) == 1 then
   redis.call('SET', KEYS[6], nonce .. '\n', 'PX', 2 * tonumber(ARGV[4])) -- a replay takes nothing
+  -- the wait may have popped a wake marker meant for a job: pass it on to another worker
+  if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[7]) end
   reply[2] = next_due()
   return reply
 end

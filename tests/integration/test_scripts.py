@@ -129,6 +129,7 @@ async def test_stop_waiting_ends_the_wait_and_its_claim_takes_nothing(
         assert claim.jobs == []
         assert admin.zcard(keys.queued) == 1 and admin.zcard(keys.running) == 0
         assert not admin.exists(keys.stop("w1"))  # the claim removed the marker it found
+        assert admin.llen(keys.wake) == 1  # and passed the wake-up on: a job is waiting
         # the same claim sent again after a lost reply takes nothing either
         nonce = admin.get(keys.claim("w1")).split(b"\n")[0]  # type: ignore[union-attr]
         store._pending_nonce["default"] = int(nonce)
