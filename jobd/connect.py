@@ -10,9 +10,9 @@
   a Redis Cluster, reached through any of the given nodes; every command follows its key's slot.
   Each queue's keys share one hash tag, so every jobd script touches one slot.
 
-Needs only ``redis``: the producer client imports it. With ``hiredis`` installed, asyncio
-connections pack commands with its C packer, as redis-py's synchronous ones already do
-(`_LeanConnection`).
+Needs only ``redis``: the producer client imports it. Standalone and Sentinel asyncio clients
+use `_LeanConnection`: commands packed by hiredis's C packer, and written without a task per
+write.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from redis.exceptions import DataError
 
 try:
     import hiredis
-except ImportError:  # the optional extra: redis-py's own packer then
+except ImportError:  # a dependency, but an install without it keeps redis-py's own packer
     hiredis = None  # type: ignore[assignment]
 
 DEFAULT_PORT = {"sentinel": 26379, "cluster": 6379}
