@@ -90,14 +90,19 @@ async def test_f18_every_script_runs_on_a_cluster_through_a_cluster_client(
             client,  # type: ignore[arg-type]
             prefix=key_prefix, worker_id="w1", lease_ms=1000, max_payload_bytes=1 << 20,
         )  # fmt: skip
-        for handle, queue in zip(handles, QUEUES, strict=True):
+        for index, (handle, queue) in enumerate(zip(handles, QUEUES, strict=True)):
             await store.renew(queue, [])
-            (job,) = (await store.claim(queue, 1)).jobs
+            if index % 2:
+                (job,) = (await store.claim(queue, 1)).jobs
+            else:  # an idle worker's BLPOP and claim, pipelined to the queue's node
+                (job,) = (await store.wait_and_claim(client, queue, 1, 5.0)).jobs  # type: ignore[arg-type]
             assert job.id == handle.id
             assert (await store.renew(queue, [job])).lost == []
             done = Finish(job, "succeeded", b'"ok"', 60_000, False)
             assert await store.finish(queue, [done]) == ["ok"]
             assert (await store.reap(queue, 3)).requeued == []
+        await store.stop_waiting(QUEUES[0])  # a stopping worker's wait ends and claims nothing
+        assert (await store.wait_and_claim(client, QUEUES[0], 1, 5.0)).jobs == []  # type: ignore[arg-type]
     with (
         RedisCluster(host="127.0.0.1", port=cluster[0].port) as sync_cluster,
         SyncClient(cluster[0].url, key_prefix=key_prefix, redis_client=sync_cluster) as jobs,
