@@ -4,6 +4,9 @@ socket takes at once, commands too big for it, and a write that Redis never read
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -70,3 +73,23 @@ async def test_a_due_health_check_goes_before_the_command(own_redis: RedisServer
         assert await client.incr("n") == 1
     finally:
         await client.aclose()
+
+
+async def test_a_unix_socket_url_gets_the_lean_connection(tmp_path: Path) -> None:
+    # a short path: unix socket paths are limited to about 100 bytes
+    socket_dir = Path(tempfile.mkdtemp(prefix="jobd-sock-"))
+    socket_path = socket_dir / "redis.sock"
+    args = ["--unixsocket", str(socket_path), "--unixsocketperm", "700"]
+    try:
+        with RedisServer(tmp_path / "redis", appendonly=False, extra_args=args):
+            client = open_async(f"unix://{socket_path}", socket_timeout=5)
+            try:
+                assert client.connection_pool.connection_class.__name__ == (
+                    "LeanUnixDomainSocketConnection"
+                )
+                assert await client.set("k", "v")
+                assert await client.get("k") == b"v"
+            finally:
+                await client.aclose()
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
