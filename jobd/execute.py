@@ -178,11 +178,15 @@ class Runner:
         except asyncio.CancelledError as error:
             task = asyncio.current_task()
             assert task is not None
-            if deadline is not None and deadline.expired and task.uncancel() == 0:
-                return Result(
-                    Outcome.TIMED_OUT,
-                    error=ErrorInfo("TimeoutError", f"{job.function} timed out after {timeout} s"),
-                )
+            if deadline is not None and deadline.expired:
+                deadline.expired = False  # its cancel is taken back here, not again below
+                if task.uncancel() == 0:
+                    return Result(
+                        Outcome.TIMED_OUT,
+                        error=ErrorInfo(
+                            "TimeoutError", f"{job.function} timed out after {timeout} s"
+                        ),
+                    )
             if task.cancelling():
                 raise  # the worker cancelled the job (drain, abort, lost lease)
             return Result(Outcome.FAILED, error=error_info(error))
@@ -201,9 +205,10 @@ class Runner:
         finally:
             if deadline is not None:
                 self.deadlines.discard(deadline)
-        if deadline is not None and deadline.expired:
-            # the job swallowed the cancellation and returned: its value stands (as asyncio.timeout)
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                if deadline.expired:
+                    # the job caught the timeout's cancel and returned or raised something else:
+                    # that outcome stands, and the cancel is taken back (as asyncio.timeout does)
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
         try:
             encoded = self.result_serializer.dumps(value, what="result")
         except PayloadTooLarge as error:

@@ -156,6 +156,22 @@ async def test_a_job_that_swallows_its_timeout_keeps_its_value(runner: Runner) -
     assert cancelling == 0
 
 
+async def test_a_job_that_turns_its_timeout_into_an_error_fails_with_it(runner: Runner) -> None:
+    async def function() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise ValueError("gave up") from None
+
+    async def run_and_report() -> tuple[Any, int]:
+        result = await run(runner, claimed(), function, timeout=0.05)
+        return result, asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+    result, cancelling = await asyncio.create_task(run_and_report())
+    assert result.outcome == Outcome.FAILED and result.error.type == "ValueError"
+    assert cancelling == 0
+
+
 async def test_retry_request(runner: Runner) -> None:
     async def function() -> None:
         raise jobd.Retry(delay=2.5)
