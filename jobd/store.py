@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis.asyncio
+import redis.exceptions
 from redis.exceptions import NoScriptError
 
 from jobd.commands import check_job_id, functions_key
@@ -229,6 +230,11 @@ class Store:
             _, reply = await run_async_after(client, wait, "claim", claim_keys, args)
         except NoScriptError:
             return await self.claim(queue, count)  # the same nonce, sent with the script's source
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # The reply is lost, and the claim may have run. `client` does not retry (redis-py
+            # would send the wait again, and the claim's replay would sit behind its BLPOP):
+            # the replay goes now, with the same nonce, through the hot path's client.
+            return await self.claim(queue, count)
         return self._claimed(queue, reply)
 
     async def stop_waiting(self, queue: str) -> None:
@@ -395,6 +401,11 @@ class Store:
             await self.redis.zrem(keys.workers, self.worker_id)
 
     async def wait_for_work(self, client: redis.asyncio.Redis, queue: str, timeout: float) -> bool:
-        """Block on the queue's wake marker for up to `timeout` seconds; True if woken."""
-        popped = await client.blpop([self.keys(queue).wake], timeout=timeout)
+        """Block on the queue's wake marker for up to `timeout` seconds; True if woken. A lost
+        reply counts as a wake-up (it may have carried the marker): the claim that follows goes
+        through the hot path's client, which retries, and meets an outage if there is one."""
+        try:
+            popped = await client.blpop([self.keys(queue).wake], timeout=timeout)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return True
         return popped is not None

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
 from jobd.blocking import watch_functions
 from jobd.client import connection_options
 from jobd.connect import open_async
@@ -145,8 +148,13 @@ class Worker:
         self.leases = LeaseKeeper(self)
         self.metrics.worker_slots.set(worker.concurrency)
         self.slot_freed = asyncio.Event()
-        # blocking waits for work, on connections apart from the hot path's
-        self.fetcher = Fetcher(self, open_async(settings.redis.url, **options))
+        # Blocking waits for work, on connections apart from the hot path's, and without redis-py's
+        # own retries: after a lost reply it would send the wait and its claim again, and the
+        # claim's replay would sit behind a new BLPOP for up to a second (long enough for the
+        # heartbeat to give its jobs back as orphans). Store.wait_and_claim replays the claim at
+        # once through the hot path's client instead.
+        wait_options = {**options, "retry": Retry(NoBackoff(), 0)}
+        self.fetcher = Fetcher(self, open_async(settings.redis.url, **wait_options))
         self.finished = asyncio.Event()
         """Set once drained: the helper loops end."""
 

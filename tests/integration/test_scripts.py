@@ -151,6 +151,20 @@ async def test_stop_markers_pushed_outside_a_wait_are_removed_by_leave(
     assert not admin.exists(keys.stop("w1"))
 
 
+async def test_a_wait_whose_reply_is_lost_counts_as_a_wake_up(
+    own_redis: RedisServer, key_prefix: str
+) -> None:
+    """The reply may have carried the marker: the worker then claims through its own client."""
+    client = own_redis.async_client(socket_timeout=2)
+    store = Store(client, prefix=key_prefix, worker_id="w1", lease_ms=1000, max_payload_bytes=1024)
+    try:
+        assert await store.wait_for_work(client, "default", 0.05) is False  # timed out: no marker
+        own_redis.stop()
+        assert await store.wait_for_work(client, "default", 0.05) is True
+    finally:
+        await client.aclose()
+
+
 async def wait_blocked(server: RedisServer) -> None:
     """Until Redis reports a client blocked (the BLPOP of the wait under test)."""
     admin = server.async_client()
