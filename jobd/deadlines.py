@@ -18,12 +18,21 @@ TICK_SECONDS = 0.05
 class Deadline:
     """One job's deadline; `expired` once the sweep cancelled its task for it."""
 
-    __slots__ = ("at", "expired", "task")
+    __slots__ = ("_taken_back", "at", "expired", "task")
 
     def __init__(self, task: asyncio.Task[object], at: float) -> None:
         self.task = task
         self.at = at
         self.expired = False
+        self._taken_back = False
+
+    def take_back(self) -> int | None:
+        """Take back the cancel the sweep made, once (as `asyncio.timeout` does on exit): the
+        task's remaining cancel requests, or None if there is nothing to take back."""
+        if not self.expired or self._taken_back:
+            return None
+        self._taken_back = True
+        return self.task.uncancel()
 
 
 class Deadlines:
@@ -51,7 +60,9 @@ class Deadlines:
         return deadline
 
     def discard(self, deadline: Deadline) -> None:
+        """The job is over: no cancel from now on, and one made already is taken back."""
         self._active.discard(deadline)
+        deadline.take_back()
 
     def expire_due(self) -> None:
         """Cancel the tasks whose deadline has passed (what each tick of the sweep does)."""

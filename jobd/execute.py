@@ -178,15 +178,11 @@ class Runner:
         except asyncio.CancelledError as error:
             task = asyncio.current_task()
             assert task is not None
-            if deadline is not None and deadline.expired:
-                deadline.expired = False  # its cancel is taken back here, not again below
-                if task.uncancel() == 0:
-                    return Result(
-                        Outcome.TIMED_OUT,
-                        error=ErrorInfo(
-                            "TimeoutError", f"{job.function} timed out after {timeout} s"
-                        ),
-                    )
+            if deadline is not None and deadline.take_back() == 0:
+                return Result(
+                    Outcome.TIMED_OUT,
+                    error=ErrorInfo("TimeoutError", f"{job.function} timed out after {timeout} s"),
+                )
             if task.cancelling():
                 raise  # the worker cancelled the job (drain, abort, lost lease)
             return Result(Outcome.FAILED, error=error_info(error))
@@ -204,11 +200,9 @@ class Runner:
             return Result(Outcome.FAILED, error=error_info(error))
         finally:
             if deadline is not None:
+                # also when the job caught the timeout's cancel and returned or raised something
+                # else: that outcome stands, and the cancel is taken back
                 self.deadlines.discard(deadline)
-                if deadline.expired:
-                    # the job caught the timeout's cancel and returned or raised something else:
-                    # that outcome stands, and the cancel is taken back (as asyncio.timeout does)
-                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
         try:
             encoded = self.result_serializer.dumps(value, what="result")
         except PayloadTooLarge as error:

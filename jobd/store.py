@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import redis.asyncio
 import redis.exceptions
-from redis.exceptions import NoScriptError
 
 from jobd.commands import check_job_id, functions_key
 from jobd.errors import InvalidJobOption
@@ -228,7 +227,7 @@ class Store:
         wait = ("BLPOP", keys.wake, keys.stop(self.worker_id), f"{max(timeout, 0.001):.3f}")
         try:
             _, reply = await run_async_after(client, wait, "claim", claim_keys, args)
-        except NoScriptError:
+        except redis.exceptions.NoScriptError:
             return await self.claim(queue, count)  # the same nonce, sent with the script's source
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             # The reply is lost, and the claim may have run. `client` does not retry (redis-py
