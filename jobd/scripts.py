@@ -14,6 +14,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
+from jobd.connect import execute_raw
 from jobd.errors import NotReplicated
 
 Argument = str | bytes | int | float
@@ -120,9 +121,9 @@ async def run_async(
     SCRIPT FLUSH, another cluster node), EVAL sends the source once, which also caches it."""
     script = _checked(name, keys)
     try:
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        return await execute_raw(client, "EVALSHA", script.sha, len(keys), *keys, *args)
     except NoScriptError:
-        return await client.execute_command("EVAL", script.source, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        return await execute_raw(client, "EVAL", script.source, len(keys), *keys, *args)
 
 
 async def run_async_after(

@@ -14,7 +14,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from jobd.connect import open_async
+from jobd.connect import execute_raw, open_async
 from tests.support.redis_server import RedisServer
 
 
@@ -93,3 +93,75 @@ async def test_a_unix_socket_url_gets_the_lean_connection(tmp_path: Path) -> Non
                 await client.aclose()
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _connection_count(server: RedisServer) -> int:
+    with server.client() as admin:
+        return int(admin.info("clients")["connected_clients"]) - 1  # less the admin itself
+
+
+async def test_execute_raw_keeps_one_connection_for_calls_in_turn(own_redis: RedisServer) -> None:
+    client = lean_client(own_redis, socket_timeout=5)
+    try:
+        replies = [await execute_raw(client, "EVAL", "return ARGV[1]", 0, i) for i in range(50)]
+        assert replies == [str(i).encode() for i in range(50)]
+        assert _connection_count(own_redis) == 1
+        # calls at the same time each take a connection of their own, and read their own reply
+        script = "redis.call('INCR', KEYS[1]); return ARGV[1]"
+        together = await asyncio.gather(
+            *(execute_raw(client, "EVAL", script, 1, "n", i) for i in range(20))
+        )
+        assert together == [str(i).encode() for i in range(20)]
+        assert await client.get("n") == b"20"
+    finally:
+        await client.aclose()
+
+
+async def test_execute_raw_an_error_reply_leaves_the_connection_in_step(
+    own_redis: RedisServer,
+) -> None:
+    client = lean_client(own_redis, socket_timeout=5)
+    try:
+        with pytest.raises(redis.exceptions.NoScriptError):
+            await execute_raw(client, "EVALSHA", "0" * 40, 0)
+        with pytest.raises(redis.exceptions.ResponseError, match="boom"):
+            await execute_raw(client, "EVAL", "return redis.error_reply('boom')", 0)
+        assert await execute_raw(client, "EVAL", "return 7", 0) == 7
+        assert _connection_count(own_redis) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_execute_raw_replays_on_a_fresh_connection_after_a_kill(
+    own_redis: RedisServer,
+) -> None:
+    """Redis closed the kept connection: the call goes on through redis-py's retries."""
+    client = open_async(own_redis.url, socket_timeout=5, retry=Retry(NoBackoff(), 1))
+    try:
+        assert await execute_raw(client, "EVAL", "return redis.call('INCR', KEYS[1])", 1, "n") == 1
+        with own_redis.client() as admin:
+            assert admin.client_kill_filter(_type="normal", skipme=True) == 1
+        assert await execute_raw(client, "EVAL", "return redis.call('INCR', KEYS[1])", 1, "n") == 2
+    finally:
+        await client.aclose()
+
+
+async def test_execute_raw_cancelled_mid_call_never_hands_its_reply_to_the_next(
+    own_redis: RedisServer,
+) -> None:
+    client = lean_client(own_redis, socket_timeout=5)
+    try:
+        assert await execute_raw(client, "EVAL", "return 'warm'", 0) == b"warm"
+        own_redis.pause()
+        try:
+            call = asyncio.create_task(execute_raw(client, "EVAL", "return 'first'", 0))
+            await asyncio.sleep(0.05)  # sent, waiting for the reply that Redis cannot send yet
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        finally:
+            own_redis.resume()
+        assert await execute_raw(client, "EVAL", "return 'second'", 0) == b"second"
+        assert await execute_raw(client, "EVAL", "return 'third'", 0) == b"third"
+    finally:
+        await client.aclose()
