@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +41,19 @@ def git_commit() -> str:
     return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+def loop_seconds(iterations: int = 2_000_000, repeats: int = 3) -> float:
+    """Median time of a plain Python counting loop: how fast this machine ran Python at the time,
+    so that runs on other days (or under a busy host: this kind of VM varies by 2x) compare."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
 def describe() -> dict[str, str | int | float]:
     return {
         "arch": platform.machine(),
@@ -48,6 +63,7 @@ def describe() -> dict[str, str | int | float]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "jobd_commit": git_commit(),
+        "loop_2m_s": round(loop_seconds(), 3),
     }
 
 
@@ -55,4 +71,9 @@ def one_line(machine: dict[str, str | int | float]) -> str:
     return (
         f"{machine['arch']}, {machine['cpus']} CPUs ({machine['cpu_model']}), "
         f"{machine['memory_gib']} GiB, Linux {machine['kernel']}, Python {machine['python']}"
+        + (
+            f"; a 2,000,000-step Python loop took {machine['loop_2m_s']:.3f} s"
+            if "loop_2m_s" in machine
+            else ""
+        )
     )
