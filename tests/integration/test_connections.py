@@ -155,7 +155,7 @@ async def test_execute_raw_cancelled_mid_call_never_hands_its_reply_to_the_next(
         own_redis.pause()
         try:
             call = asyncio.create_task(execute_raw(client, "EVAL", "return 'first'", 0))
-            await asyncio.sleep(0.05)  # sent, waiting for the reply that Redis cannot send yet
+            await asyncio.sleep(0)  # one turn: the call sends, then waits for its reply
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call
