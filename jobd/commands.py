@@ -3,10 +3,11 @@ receives their replies, so the async `Client` and the `SyncClient` drive the sam
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
 import time
-import uuid
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -133,6 +134,11 @@ def enqueue_options(
     expires: float | timedelta | None = None,
 ) -> EnqueueOptions:
     """Check every enqueue option and convert it; InvalidJobOption names the bad one."""
+    if (
+        delay is None and at is None and max_tries is None and timeout is None
+        and expires is None and priority == 0 and type(priority) is int and type(queue) is str
+    ):  # fmt: skip
+        return _plain_options(queue)
     if delay is not None and at is not None:
         raise InvalidJobOption("give either delay or at, not both")
     at_ms = None
@@ -161,6 +167,28 @@ def enqueue_options(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _plain_options(queue: str) -> EnqueueOptions:
+    """The options of an enqueue that sets none, per queue: most calls, checked once."""
+    return EnqueueOptions(queue=check_queue(queue))
+
+
+@functools.lru_cache(maxsize=256)
+def _queue_keys(prefix: str, queue: str) -> tuple[QueueKeys, tuple[str, ...]]:
+    """A queue's keys, and the four fixed keys of enqueue.lua, built once per queue."""
+    keys = QueueKeys(prefix, queue)
+    return keys, (keys.queued, keys.scheduled, keys.seq, keys.wake)
+
+
+def new_job_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, as `uuid.uuid4().hex` gives it, without the
+    UUID object: a tenth of the instructions of building an enqueue went there."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
 def _blank(value: int | None) -> Argument:
     return "" if value is None else value
 
@@ -177,11 +205,10 @@ def enqueue(
 ) -> Operation:
     """Store jobs of one queue in one script call; returns their JobRefs in order. With
     `signing_key`, each job carries its signature (jobd.signing)."""
-    keys = QueueKeys(prefix, options.queue)
+    keys, fixed_keys = _queue_keys(prefix, options.queue)
     calls = list(calls)
     ids = [
-        check_job_id(i) if i is not None else uuid.uuid4().hex
-        for i in job_ids or [None] * len(calls)
+        check_job_id(i) if i is not None else new_job_id() for i in job_ids or [None] * len(calls)
     ]
     arguments: list[Argument] = [
         options.queue,
@@ -199,10 +226,10 @@ def enqueue(
         arguments += [job_id, name, payload, signature]
     if strict:
         yield from check_registered(prefix, options.queue, {call[0] for call in calls})
-    job_keys = [keys.job(job_id) for job_id in ids]
+    job_prefix = keys.job_prefix
     try:
         reply = yield ScriptCall(
-            "enqueue", [keys.queued, keys.scheduled, keys.seq, keys.wake, *job_keys], arguments,
+            "enqueue", [*fixed_keys, *[job_prefix + job_id for job_id in ids]], arguments,
             durable=True,
         )  # fmt: skip
     except NotReplicated as error:

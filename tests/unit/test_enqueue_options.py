@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -39,6 +40,11 @@ def test_defaults_and_conversions() -> None:
         ({"expires": float("inf")}, "expires must be a number of seconds or a timedelta"),
         ({"priority": 1001}, "priority must be between -1000 and 1000, got 1001"),
         ({"priority": 1.5}, "priority must be an integer, got 1.5"),
+        # what equals the default 0 but is no int takes the checked path, not the cached one
+        ({"priority": False}, "priority must be an integer, got False"),
+        ({"priority": 0.0}, "priority must be an integer, got 0.0"),
+        ({"queue": 7}, "queue 7 is not a valid queue name"),
+        ({"queue": ["a"]}, "queue ['a'] is not a valid queue name"),
         ({"max_tries": 0}, "max_tries must be an integer >= 1, got 0"),
         ({"max_tries": True}, "max_tries must be an integer >= 1, got True"),
         ({"at": datetime(2030, 1, 1)}, "at must be a timezone-aware datetime"),
@@ -66,3 +72,17 @@ def test_good_job_ids(job_id: str) -> None:
 def test_bad_function_name() -> None:
     with pytest.raises(InvalidJobOption, match=r"function name 'send email' is not valid"):
         commands.check_function("send email")
+
+
+def test_an_enqueue_that_sets_no_option_gets_the_queue_defaults() -> None:
+    options = commands.enqueue_options(queue="emails")
+    assert options == commands.EnqueueOptions(queue="emails")
+    assert commands.enqueue_options(queue="emails") is options  # checked once per queue
+
+
+def test_generated_job_ids_are_uuid4_hex() -> None:
+    ids = {commands.new_job_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert (parsed.hex, parsed.version, parsed.variant) == (job_id, 4, uuid.RFC_4122)
