@@ -174,10 +174,10 @@ def _plain_options(queue: str) -> EnqueueOptions:
 
 
 @functools.lru_cache(maxsize=256)
-def _queue_keys(prefix: str, queue: str) -> tuple[QueueKeys, tuple[str, ...]]:
-    """A queue's keys, and the four fixed keys of enqueue.lua, built once per queue."""
+def _enqueue_keys(prefix: str, queue: str) -> tuple[tuple[str, ...], str]:
+    """The four fixed keys of enqueue.lua and the prefix of job keys, built once per queue."""
     keys = QueueKeys(prefix, queue)
-    return keys, (keys.queued, keys.scheduled, keys.seq, keys.wake)
+    return (keys.queued, keys.scheduled, keys.seq, keys.wake), keys.job_prefix
 
 
 def new_job_id() -> str:
@@ -205,7 +205,7 @@ def enqueue(
 ) -> Operation:
     """Store jobs of one queue in one script call; returns their JobRefs in order. With
     `signing_key`, each job carries its signature (jobd.signing)."""
-    keys, fixed_keys = _queue_keys(prefix, options.queue)
+    fixed_keys, job_prefix = _enqueue_keys(prefix, options.queue)
     calls = list(calls)
     ids = [
         check_job_id(i) if i is not None else new_job_id() for i in job_ids or [None] * len(calls)
@@ -226,7 +226,6 @@ def enqueue(
         arguments += [job_id, name, payload, signature]
     if strict:
         yield from check_registered(prefix, options.queue, {call[0] for call in calls})
-    job_prefix = keys.job_prefix
     try:
         reply = yield ScriptCall(
             "enqueue", [*fixed_keys, *[job_prefix + job_id for job_id in ids]], arguments,

@@ -227,12 +227,15 @@ class Store:
         wait = ("BLPOP", keys.wake, keys.stop(self.worker_id), f"{max(timeout, 0.001):.3f}")
         try:
             _, reply = await run_async_after(client, wait, "claim", claim_keys, args)
-        except redis.exceptions.NoScriptError:
-            return await self.claim(queue, count)  # the same nonce, sent with the script's source
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            # The reply is lost, and the claim may have run. `client` does not retry (redis-py
-            # would send the wait again, and the claim's replay would sit behind its BLPOP):
-            # the replay goes now, with the same nonce, through the hot path's client.
+        except (
+            redis.exceptions.NoScriptError,
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        ):
+            # The same nonce again through the hot path's client: with the script's source if
+            # Redis did not know it, or after a lost reply (the claim may have run). `client` does
+            # not retry: redis-py would send the wait again, and the claim's replay would sit
+            # behind its BLPOP.
             return await self.claim(queue, count)
         return self._claimed(queue, reply)
 
