@@ -79,8 +79,7 @@ def headline(workload: str, result: dict[str, Any]) -> str:
 
 def prepare_venvs(peers: list[str], logdir: Path) -> dict[str, dict[str, str]]:
     for peer in peers:
-        if peer != "jobd":
-            print(f"venv {peer}: {venvs.ensure_venv(peer, logdir / 'pip.log')}", flush=True)
+        print(f"venv {peer}: {venvs.ensure_venv(peer, logdir / 'pip.log')}", flush=True)
     return {peer: venvs.versions(peer) for peer in peers}
 
 
