@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 from jobd.cron import JOB_ID_PREFIX as CRON_JOB_PREFIX
 from jobd.cron import entry_of
 from jobd.execute import ClaimedJob, Outcome, Result, Runner
+from jobd.logs import log_fast
 from jobd.metrics import OUTCOMES, Metrics
 from jobd.model import ErrorInfo, encode_error
 from jobd.retry import backoff_delay
@@ -102,9 +103,9 @@ class JobHandler:
         if job.due_at_ms:
             series.wait.observe(max(0.0, (claimed_at_ms - job.due_at_ms) / 1000))
         if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "job %s started: %s on queue %s, try %d", job.id, job.function, job.queue,
-                job.tries, extra=_event(job, event="job_started"),
+            log_fast(
+                logger, logging.INFO, "job %s started: %s on queue %s, try %d",
+                (job.id, job.function, job.queue, job.tries), _event(job, event="job_started"),
             )  # fmt: skip
         try:
             try:
@@ -197,10 +198,9 @@ class JobHandler:
             if self._stored(job, verdict, seconds):
                 self._finished(job, "succeeded", seconds)
                 if logger.isEnabledFor(logging.INFO):
-                    logger.info(
-                        "job %s succeeded in %.3fs", job.id, seconds,
-                        extra=_event(job, event="job_finished", outcome="succeeded",
-                                     duration=seconds),
+                    log_fast(
+                        logger, logging.INFO, "job %s succeeded in %.3fs", (job.id, seconds),
+                        _event(job, event="job_finished", outcome="succeeded", duration=seconds),
                     )  # fmt: skip
             return
         error = result.error or ErrorInfo("Error", "unknown")

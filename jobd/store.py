@@ -40,9 +40,9 @@ class Claim:
     'invalid_job' (an id or count no producer writes; the id is shown with escapes)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finish:
-    """The final outcome of one job, for the batched finish script."""
+    """The final outcome of one job, for the batched finish script (not frozen: see ClaimedJob)."""
 
     job: ClaimedJob
     status: str  # succeeded | failed | aborted

@@ -1,14 +1,17 @@
-"""The daemon's log handler writes lines in batches without reordering or losing them, and its text
-format is the standard one."""
+"""The daemon's log handler writes lines in batches without reordering or losing them, its text
+format is the standard one, and a job's line made by `log_fast` is the record logging makes."""
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from jobd.logs import MAX_PENDING, TEXT_FORMAT, BatchingStreamHandler, TextFormatter
+import jobd.logs
+from jobd.logs import MAX_PENDING, TEXT_FORMAT, BatchingStreamHandler, TextFormatter, log_fast
 from tests.support.wait import wait_until
 
 
@@ -134,3 +137,97 @@ def test_text_format_matches_the_standard_formatter(created: float) -> None:
     for _ in range(2):  # the second round comes from the cache
         entry = record("job 1 started", created=created)
         assert ours.format(entry) == standard.format(record("job 1 started", created=created))
+
+
+def test_text_format_with_arguments_and_an_exception_matches_the_standard_formatter() -> None:
+    standard = logging.Formatter(TEXT_FORMAT)
+    ours = TextFormatter()
+    try:
+        raise ValueError("boom")
+    except ValueError as error:
+        failed = (type(error), error, error.__traceback__)
+    for exc_info in (None, failed):
+        entry = record("job %s took %.3fs")
+        entry.args, entry.exc_info = ("j1", 0.25), exc_info
+        twin = record("job %s took %.3fs")
+        twin.args, twin.exc_info = ("j1", 0.25), exc_info
+        assert ours.format(entry) == standard.format(twin)
+        assert entry.message == "job j1 took 0.250s"
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def lean(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collect]:
+    """The switches setup_logging sets, and a logger whose records are collected."""
+    monkeypatch.setattr(jobd.logs, "_prototypes", {})
+    monkeypatch.setattr(logging, "_srcfile", None)
+    for switch in ("logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, switch, False)
+    collect = Collect()
+    logger = logging.getLogger("jobd.test.fast")
+    logger.addHandler(collect)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    yield collect
+    logger.removeHandler(collect)
+
+
+TIMES = {"created", "msecs", "relativeCreated"}
+
+
+def test_a_fast_line_is_the_record_logging_makes(
+    lean: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+    make_record = logging.Logger.makeRecord
+
+    def counted(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(self.name)
+        return make_record(self, *args, **kwargs)
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", counted)
+    logger = logging.getLogger("jobd.test.fast")
+    extra: dict[str, object] = {"event": "job_started", "job_id": "j1", "try": 2}
+    for _ in range(2):  # the second from the cached prototype
+        logger.log(logging.INFO, "job %s started, try %d", "j1", 2, extra=extra)
+        log_fast(logger, logging.INFO, "job %s started, try %d", ("j1", 2), extra)
+        standard, fast = lean.records[-2:]
+        assert type(fast) is logging.LogRecord
+        assert {k: v for k, v in vars(fast).items() if k not in TIMES} == {
+            k: v for k, v in vars(standard).items() if k not in TIMES
+        }
+        assert fast.getMessage() == "job j1 started, try 2"
+        assert fast.created == pytest.approx(standard.created, abs=5.0)
+        assert fast.msecs == int((fast.created % 1) * 1000)
+        assert fast.relativeCreated == pytest.approx(standard.relativeCreated, abs=5000.0)
+    # logger.log made a record each time; log_fast only its prototype, once
+    assert len(made) == 3
+
+
+def test_a_fast_line_below_the_level_is_not_made(lean: Collect) -> None:
+    log_fast(logging.getLogger("jobd.test.fast"), logging.DEBUG, "quiet %s", ("x",), {})
+    assert lean.records == []
+
+
+def test_a_fast_line_goes_through_the_applications_record_factory(
+    lean: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    standard_factory = logging.getLogRecordFactory()
+
+    def tagged(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made = standard_factory(*args, **kwargs)
+        vars(made)["trace_id"] = "t-1"  # what a tracing library's factory adds
+        return made
+
+    monkeypatch.setattr(logging, "_logRecordFactory", tagged)
+    log_fast(logging.getLogger("jobd.test.fast"), logging.INFO, "job %s", ("j1",), {"job_id": "j1"})
+    (made,) = lean.records
+    assert vars(made)["trace_id"] == "t-1"
+    assert vars(made)["job_id"] == "j1"
