@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from jobd.blocking import watch_functions
+from jobd.blocking import BlockWatch
 from jobd.client import connection_options
 from jobd.connect import open_async
 from jobd.execute import ClaimedJob, Runner
@@ -102,8 +102,9 @@ class Worker:
         self.metrics = instruments.metrics
         self.health = instruments.health
         self.notifier = instruments.notifier
+        self.functions = dict(functions)
         # async jobs that block the event loop past a third of the lease are named in the log
-        self.functions = watch_functions(functions, min(1.0, settings.worker.lease_timeout / 3))
+        self.block_watch = BlockWatch(min(1.0, settings.worker.lease_timeout / 3), self._job_of)
         self.burst = burst
         self.shutdown = shutdown or Shutdown()
         self.state = State.STARTING
@@ -190,6 +191,7 @@ class Worker:
             worker.concurrency,
             ",".join(self.functions),
         )
+        self.block_watch.start()
         try:
             await self.call("subscribe", self.leases.check_channels, keep_trying=True)
             # last before the loops start: the heartbeat loop renews one interval after this
@@ -224,6 +226,7 @@ class Worker:
                     task.cancel()
             await self._leave()
         finally:
+            self.block_watch.stop()
             self.executor.shutdown(wait=False, cancel_futures=True)
             await self.redis.aclose()
             await self.fetcher.wake_client.aclose()
@@ -238,6 +241,14 @@ class Worker:
             self.handler.handle(entry, claimed_at_ms), name=f"job:{job.id}"
         )
         entry.task.add_done_callback(functools.partial(self._release, key))
+
+    def _job_of(self, task: asyncio.Task[Any]) -> ClaimedJob | None:
+        """The job `task` runs (called from BlockWatch's thread while the loop is stuck: list()
+        copies the values without letting the loop's thread in)."""
+        for entry in list(self.running.values()):
+            if entry.task is task:
+                return entry.job
+        return None
 
     def _release(self, key: tuple[str, str, str], _task: object = None) -> None:
         self.running.pop(key, None)

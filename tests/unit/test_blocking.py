@@ -3,24 +3,49 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
+import re
+import threading
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from jobd.blocking import watch_blocking
-from jobd.context import JobContext, set_current_job
+from jobd.blocking import BlockWatch
+from jobd.execute import ClaimedJob
+from tests.support.wait import async_wait_until
+
+THRESHOLD = 0.05
+
+JOB = ClaimedJob(
+    id="j1", queue="default", token="t", function="slow", payload=b"[[],{}]", tries=1, lost=0,
+    max_tries=None, timeout=None, enqueued_at=datetime.now(UTC), priority=0,
+)  # fmt: skip
 
 
-def in_job(name: str = "slow") -> None:
-    set_current_job(
-        JobContext(
-            id="j1", function=name, queue="default", try_number=1, max_tries=1,
-            enqueued_at=datetime.now(UTC), deadline=None,
-        )
-    )  # fmt: skip
+class Jobs:
+    """The job_of of a worker that runs JOB in `task`."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+
+    def __call__(self, task: asyncio.Task[Any]) -> ClaimedJob | None:
+        return JOB if task is self.task else None
+
+
+@pytest.fixture
+async def watched() -> AsyncIterator[tuple[BlockWatch, Jobs]]:
+    jobs = Jobs()
+    watch = BlockWatch(THRESHOLD, jobs)
+    watch.start()
+    yield watch, jobs
+    watch.stop()
+
+
+def reports(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == "loop_blocked"]
 
 
 async def blocks(seconds: float) -> str:
@@ -30,59 +55,77 @@ async def blocks(seconds: float) -> str:
     return "done"
 
 
-async def test_a_step_longer_than_the_threshold_is_logged_with_the_job(
-    caplog: pytest.LogCaptureFixture,
+async def test_a_job_holding_the_loop_past_the_threshold_is_named(
+    watched: tuple[BlockWatch, Jobs], caplog: pytest.LogCaptureFixture
 ) -> None:
-    in_job()
+    _, jobs = watched
     with caplog.at_level(logging.WARNING, logger="jobd.jobs"):
-        assert await watch_blocking(blocks, 0.05)(0.1) == "done"
-    (record,) = caplog.records
-    assert "job j1 (slow) blocked the event loop for 0.1s" in record.getMessage()
-    assert record.event == "loop_blocked"  # type: ignore[attr-defined]
+        jobs.task = asyncio.create_task(blocks(0.3))
+        assert await jobs.task == "done"
+        await async_wait_until(lambda: reports(caplog) != [], timeout=5, message="no report")
+    (record,) = reports(caplog)
+    message = record.getMessage()
+    assert message.startswith("job j1 (slow) blocked the event loop for "), message
+    seconds = float(re.findall(r"for ([0-9.]+)s", message)[0])
+    # the timer's lateness: the block less at most one tick interval, and no more than the block
+    assert 0.3 - THRESHOLD <= seconds <= 0.3 + 0.1, message
+    assert vars(record)["job_id"] == "j1"
+    assert vars(record)["queue"] == "default"
 
 
-async def test_awaiting_jobs_are_not_reported(caplog: pytest.LogCaptureFixture) -> None:
-    in_job()
+async def test_each_block_is_reported_once(
+    watched: tuple[BlockWatch, Jobs], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, jobs = watched
+
+    async def blocks_twice() -> None:
+        time.sleep(0.2)  # noqa: ASYNC251 - the bug being reported
+        await asyncio.sleep(THRESHOLD)
+        time.sleep(0.2)  # noqa: ASYNC251 - the bug being reported
+
+    with caplog.at_level(logging.WARNING, logger="jobd.jobs"):
+        jobs.task = asyncio.create_task(blocks_twice())
+        await jobs.task
+        await async_wait_until(lambda: len(reports(caplog)) >= 2, timeout=5, message="2 reports")
+        # more ticks pass: nothing is reported again
+        ticks = asyncio.get_running_loop().time() + 4 * THRESHOLD
+        await async_wait_until(lambda: asyncio.get_running_loop().time() >= ticks, timeout=5)
+    assert len(reports(caplog)) == 2
+
+
+async def test_awaiting_jobs_are_not_reported(
+    watched: tuple[BlockWatch, Jobs], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, jobs = watched
 
     async def sleeps() -> int:
-        for _ in range(3):
-            await asyncio.sleep(0.03)
-        return 3
+        for _ in range(6):
+            await asyncio.sleep(THRESHOLD / 2)
+        return 6
 
     with caplog.at_level(logging.WARNING, logger="jobd.jobs"):
-        assert await watch_blocking(sleeps, 0.02)() == 3
-    assert caplog.records == []
+        jobs.task = asyncio.create_task(sleeps())
+        assert await jobs.task == 6
+    assert reports(caplog) == []
 
 
-async def test_exceptions_and_cancellation_pass_through_unchanged() -> None:
-    in_job()
-
-    async def fails() -> None:
-        await asyncio.sleep(0)
-        raise ValueError("boom")
-
-    with pytest.raises(ValueError, match="boom"):
-        await watch_blocking(fails, 1.0)()
-
-    cleaned_up = asyncio.Event()
-
-    async def waits() -> None:
-        try:
-            await asyncio.sleep(60)
-        finally:
-            cleaned_up.set()
-
-    task = asyncio.create_task(watch_blocking(waits, 1.0)())
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cleaned_up.is_set()
+async def test_a_block_outside_any_job_names_no_job(
+    watched: tuple[BlockWatch, Jobs], caplog: pytest.LogCaptureFixture
+) -> None:
+    watch, _ = watched
+    with caplog.at_level(logging.WARNING, logger="jobd.jobs"):
+        await asyncio.create_task(blocks(0.3))  # not the job's task
+        ticks = asyncio.get_running_loop().time() + 4 * watch.interval
+        await async_wait_until(lambda: asyncio.get_running_loop().time() >= ticks, timeout=5)
+    assert reports(caplog) == []
 
 
-async def test_the_wrapper_keeps_the_signature_for_argument_checks() -> None:
-    async def job(a: int, *, b: str = "x") -> None:
-        return None
-
-    assert str(inspect.signature(watch_blocking(job, 1.0))) == str(inspect.signature(job))
-    assert inspect.iscoroutinefunction(watch_blocking(job, 1.0))
+async def test_stop_ends_the_thread() -> None:
+    watch = BlockWatch(THRESHOLD, Jobs())
+    before = {t.ident for t in threading.enumerate()}
+    watch.start()
+    (thread,) = [t for t in threading.enumerate() if t.ident not in before]
+    assert thread.name == "jobd-blockwatch"
+    assert thread.daemon
+    watch.stop()
+    await async_wait_until(lambda: not thread.is_alive(), timeout=5, message="thread ended")
