@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
@@ -162,14 +161,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._armed = threading.Event()
 
 
-@dataclass(frozen=True, slots=True)
-class _Prototype:
-    fields: dict[str, object]
-    created: float
-    relative: float
-
-
-_prototypes: dict[tuple[str, int], _Prototype] = {}
+# per (logger name, level): a made record's attributes, and its relativeCreated less its created
+# (in ms), from which each copy's relativeCreated follows
+_prototypes: dict[tuple[str, int], tuple[dict[str, object], float]] = {}
 
 
 def _lean_records() -> bool:
@@ -202,17 +196,18 @@ def log_fast(
         made = logger.makeRecord(
             logger.name, level, "(unknown file)", 0, "", (), None, "(unknown function)"
         )
-        prototype = _Prototype(dict(vars(made)), made.created, made.relativeCreated)
+        prototype = (dict(vars(made)), made.relativeCreated - made.created * 1000)
         _prototypes[logger.name, level] = prototype
+    shared, relative_offset = prototype
     created = time.time()
     record = logging.LogRecord.__new__(logging.LogRecord)
     fields = vars(record)
-    fields.update(prototype.fields)
+    fields.update(shared)
     fields["msg"] = msg
     fields["args"] = args
     fields["created"] = created
     fields["msecs"] = int((created - int(created)) * 1000) + 0.0
-    fields["relativeCreated"] = prototype.relative + (created - prototype.created) * 1000
+    fields["relativeCreated"] = created * 1000 + relative_offset
     fields.update(extra)
     logger.handle(record)
 
