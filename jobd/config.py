@@ -7,7 +7,6 @@ the single values. The only module of jobd that reads `os.environ`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import tomllib
@@ -228,8 +227,8 @@ def _cron(reader: Reader, document: dict[str, Any]) -> tuple[CronSettings, ...]:
         values, complete = _read_fields(reader, CronSettings, table, path, {})
         function = values.get("function")
         if function is not None and function not in function_names:
-            close = difflib.get_close_matches(function, function_names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = check.closest(function, function_names)
+            hint = f"; did you mean {close!r}?" if close else ""
             shown = shown_value(function, table["function"])
             reader.problem(
                 f"{path}.function", f"unknown function {shown}, not in [functions]{hint}"

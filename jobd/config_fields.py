@@ -5,13 +5,11 @@ for names, import paths, URLs, time zones and cron expressions. Every problem go
 from __future__ import annotations
 
 import datetime
-import difflib
 import ipaddress
 import json
 import math
 import os
 import re
-import zoneinfo
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +41,15 @@ def join_path(path: str, key: str) -> str:
     """`path.key`, quoting the key as TOML does when it is not a bare key."""
     shown = key if _BARE_KEY.fullmatch(key) else json.dumps(key)
     return f"{path}.{shown}" if path else shown
+
+
+def closest(word: str, choices: Collection[str]) -> str | None:
+    """The choice a misspelt `word` most likely meant, for "did you mean" hints; None if none is
+    close. difflib is loaded here, by the first mistake: a valid file never needs it."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
 
 
 def has_reference(raw: object) -> bool:
@@ -120,9 +127,9 @@ class Reader:
         for key in table:
             if key in allowed:
                 continue
-            close = difflib.get_close_matches(key, list(allowed), n=1)
+            close = closest(key, allowed)
             if close:
-                hint = f"did you mean {close[0]!r}?"
+                hint = f"did you mean {close!r}?"
             elif elsewhere and key in elsewhere:
                 hint = f"did you mean {elsewhere[key]!r}? (it belongs in another table)"
             else:
@@ -437,6 +444,8 @@ def signing_key(value: str, shown: str) -> str | None:
 
 def time_zone(value: str, shown: str) -> str | None:
     """An IANA time zone name that zoneinfo knows."""
+    import zoneinfo  # here: only files with [[cron]] entries name time zones
+
     try:
         zoneinfo.ZoneInfo(value)
     except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError, OSError: all "unknown"

@@ -25,7 +25,6 @@ import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from jobd.keys import QueueKeys
 from jobd.settings import CronSettings, MissedPolicy, Settings
@@ -147,6 +146,8 @@ def _repeated(local: datetime) -> bool:
 
 
 def _ticks(entry: CronSettings, start: datetime, forward: bool) -> Iterator[datetime]:
+    from zoneinfo import ZoneInfo  # here, like croniter: only workers with entries need them
+
     from croniter import CroniterBadDateError, croniter
 
     zone = ZoneInfo(entry.timezone)

@@ -5,14 +5,13 @@ Problems are returned, not raised: `jobd check` lists them all; `jobd run` refus
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jobd.config_fields import join_path
+from jobd.config_fields import closest, join_path
 from jobd.errors import ImportPathError
 from jobd.settings import FunctionSettings, Settings
 
@@ -96,8 +95,8 @@ def _get_attribute(target: Any, attribute: str, resolved: str, path: str) -> Any
         return getattr(target, attribute)
     except AttributeError:
         names = [name for name in dir(target) if not name.startswith("_")]
-        close = difflib.get_close_matches(attribute, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = closest(attribute, names)
+        hint = f"; did you mean {close!r}?" if close else ""
         what = "module" if ":" not in resolved else "object"
         raise ImportPathError(
             f"cannot import {path!r}: {what} {resolved!r} has no attribute {attribute!r}{hint}"
