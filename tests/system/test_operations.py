@@ -260,6 +260,18 @@ def test_metrics_count_what_the_jobs_did(
     assert value(before, "jobd_jobs_started_total") == 0
     assert value(before, "jobd_jobs_finished_total") == 0
     assert value(before, "jobd_job_duration_seconds_count") == 0
+    # The series the configuration names exist from the start, at 0, so that rate() and
+    # increase() see the first failure; a function no configuration names has none yet.
+    for name, labels in [
+        ("jobd_jobs_finished_total", {"function": "fail", "outcome": "failed"}),
+        ("jobd_jobs_finished_total", {"function": "echo", "outcome": "succeeded"}),
+        ("jobd_jobs_dead_lettered_total", {"function": "fail", "reason": "failed"}),
+        ("jobd_job_duration_seconds_count", {"function": "echo"}),
+        ("jobd_job_queue_wait_seconds_count", {}),
+    ]:
+        exact = {"queue": "default", **labels}
+        assert [s.value for s in before if s.name == name and s.labels == exact] == [0], exact
+    assert not [s for s in before if s.labels.get("function") == "unknown"]
     (build,) = [sample for sample in before if sample.name == "jobd_build_info"]
     assert build.value == 1
     assert set(build.labels) == {"version", "python"}
