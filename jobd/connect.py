@@ -38,6 +38,11 @@ except ImportError:  # a dependency, but an install without it keeps redis-py's 
     hiredis = None  # type: ignore[assignment]
 
 DEFAULT_PORT = {"sentinel": 26379, "cluster": 6379}
+UNLIMITED_CONNECTIONS = 2**31
+"""The pools' size unless the URL sets `max_connections`: as many connections as calls at once,
+as redis-py did before 8. redis-py 8 caps a pool at 100 and then fails each further call with
+MaxConnectionsError instead of waiting: a web app enqueueing from 300 requests at once lost 200
+of them, and a worker with concurrency 400 took the errors of its own pool for Redis being down."""
 SENTINEL_CREDENTIALS = ("sentinel_username", "sentinel_password")
 
 
@@ -234,13 +239,14 @@ def open_async(url: str, **options: Any) -> redis.asyncio.Redis:
     A cluster client is returned as `redis.asyncio.Redis`: it answers every command jobd sends
     (scripts, lists, pub/sub, pipelines), which tests/chaos/test_topologies.py checks."""
     if topology_kind(url) is None:
-        pool = redis.asyncio.ConnectionPool.from_url(url, **options)
+        # the URL's own ?max_connections= wins: from_url lets its query override these options
+        pool = redis.asyncio.ConnectionPool.from_url(url, **_pool_size(options))
         pool.connection_class = _lean(pool.connection_class)
         client = redis.asyncio.Redis(connection_pool=pool)
         client.auto_close_connection_pool = True  # as Redis.from_url: aclose() closes the pool
         return client
     topology = parse_topology(url)
-    merged = {**topology.options, **options}
+    merged = _pool_size({**topology.options, **options})
     if topology.kind == "sentinel":
         sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(topology, merged)
@@ -256,12 +262,16 @@ def open_async(url: str, **options: Any) -> redis.asyncio.Redis:
     return cast(redis.asyncio.Redis, redis.asyncio.RedisCluster(startup_nodes=nodes, **merged))
 
 
+def _pool_size(options: dict[str, Any]) -> dict[str, Any]:
+    return {"max_connections": UNLIMITED_CONNECTIONS, **options}
+
+
 def open_sync(url: str, **options: Any) -> redis.Redis:
     """A synchronous client for `url`; see `open_async`."""
     if topology_kind(url) is None:
-        return redis.Redis.from_url(url, **options)
+        return redis.Redis.from_url(url, **_pool_size(options))
     topology = parse_topology(url)
-    merged = {**topology.options, **options}
+    merged = _pool_size({**topology.options, **options})
     if topology.kind == "sentinel":
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(topology, merged)

@@ -10,6 +10,7 @@ from typing import Any
 
 from redis.exceptions import (
     AuthenticationError,
+    MaxConnectionsError,
     NoPermissionError,
     OutOfMemoryError,
     ResponseError,
@@ -155,6 +156,12 @@ class Producer:
         problem = tls_problem(error)
         if problem is not None:
             return RedisTLSError(f"Redis at {self.url_text}: {problem}")
+        if isinstance(error, MaxConnectionsError):
+            return RedisUnavailable(
+                f"every connection the client may open to Redis at {self.url_text} is in use "
+                "(max_connections in the URL): raise that limit, or remove it and the pool grows "
+                "with the calls made at once"
+            )
         if isinstance(error, RedisConnectionError):
             return RedisUnavailable(f"cannot reach Redis at {self.url_text}: {error}")
         if isinstance(error, OutOfMemoryError):
