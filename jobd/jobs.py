@@ -18,7 +18,7 @@ from jobd.cron import JOB_ID_PREFIX as CRON_JOB_PREFIX
 from jobd.cron import entry_of
 from jobd.execute import ClaimedJob, Outcome, Result, Runner
 from jobd.logs import log_fast
-from jobd.metrics import DEAD_REASONS, OUTCOMES, Metrics
+from jobd.metrics import OUTCOMES, Metrics
 from jobd.model import ErrorInfo, encode_error
 from jobd.retry import backoff_delay
 from jobd.settings import RetrySettings
@@ -75,21 +75,23 @@ class JobHandler:
         self._declare_series()
 
     def _declare_series(self) -> None:
-        """Start the series whose labels the configuration names at 0, as Prometheus advises: a
-        series that appears with its first event hides that event from rate() and increase(),
-        so an alert on failures or dead letters would miss the first one. Each function counts on
-        the queue it is configured for, if this worker consumes it; each cron entry likewise."""
+        """Start the counters of started and ended tries at 0 for the labels the configuration
+        names, as Prometheus advises: a series that appears with its first event hides that event
+        from rate() and increase(), so an alert on failures would miss the first one. Each
+        function counts on the queue it is configured for, if this worker consumes it; each cron
+        entry likewise. Histograms and the dead-letter reasons appear with their first event: at
+        0 for every function they made /metrics ten times longer and a scrape 30 times slower
+        (12 functions: 794 lines, 10 ms to render)."""
         consumed = set(self.settings.worker.queues)
+        metrics = self.metrics
         for name, function in self.settings.functions.items():
             if function.queue in consumed and name in self.worker.functions:
-                self._series(function.queue, name)
-                for reason in DEAD_REASONS:
-                    self.metrics.dead_lettered.labels(function.queue, name, reason)
-        for queue in consumed:
-            self.metrics.queue_wait.labels(queue)
+                metrics.jobs_started.labels(function.queue, name)
+                for outcome in OUTCOMES:
+                    metrics.jobs_finished.labels(function.queue, name, outcome)
         for entry in self.settings.cron:
             for outcome in OUTCOMES:
-                self.metrics.cron_runs.labels(entry.name, outcome)
+                metrics.cron_runs.labels(entry.name, outcome)
 
     def _label(self, function: str) -> str:
         return function if function in self.worker.functions else UNKNOWN
