@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from jobd import config_fields as check
 from jobd.commands import MAX_PRIORITY
@@ -41,6 +42,9 @@ __all__ = ["dump", "load", "loads", "warnings_for"]
 
 STRING_SOURCE = "<string>"
 LONG_DRAIN_TIMEOUT = 25 * 60.0
+WORKER_OWN_CALLS = 8
+"""Redis calls a worker may make at once beside one per running job (claims, finishes, heartbeat,
+promotion, cron): the least `max_connections` in redis.url may allow above worker.concurrency."""
 
 SectionType = typing.TypeVar("SectionType")
 
@@ -137,6 +141,7 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
     # In file order, so that problems are listed the way a reader meets them in the template.
     redis = _section(reader, RedisSettings, document, "redis")
     worker = _section(reader, WorkerSettings, document, "worker")
+    _pool_limit(reader, redis, worker)
     _secrets_from_environment(reader, document)
     http = _http(reader, document)
     defaults = _section(reader, DefaultsSettings, document, "defaults")
@@ -150,6 +155,23 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
         functions=MappingProxyType(_functions(reader, document, worker, defaults)),
         cron=_cron(reader, document),
     )
+
+
+def _pool_limit(reader: Reader, redis: RedisSettings, worker: WorkerSettings) -> None:
+    """A `max_connections` in the URL that the worker can outgrow: redis-py refuses the calls
+    beyond it at once, which would look like Redis being down."""
+    values = parse_qs(urlsplit(redis.url).query).get("max_connections")
+    if not values or not values[-1].isdigit():  # not a number: the URL's own check says so
+        return
+    needed = worker.concurrency + WORKER_OWN_CALLS
+    if int(values[-1]) < needed:
+        reader.problem(
+            "redis.url",
+            f"max_connections={values[-1]} is below what this worker may use at once: one "
+            f"connection per running job (worker.concurrency = {worker.concurrency}) and "
+            f"{WORKER_OWN_CALLS} for its own calls; raise it to {needed} or more, or remove it "
+            "(the pool then grows as needed)",
+        )
 
 
 def _secrets_from_environment(reader: Reader, document: dict[str, Any]) -> None:

@@ -339,6 +339,27 @@ def test_redis_url(url: str, problem: str) -> None:
     assert "secret" not in messages[0]
 
 
+@pytest.mark.parametrize("limit", ["0", "106"])
+def test_a_pool_limit_the_worker_can_outgrow_is_refused(limit: str) -> None:
+    """redis-py refuses calls beyond max_connections at once: a worker would take that for Redis
+    being down."""
+    messages = problems(
+        f'[redis]\nurl = "redis+sentinel://:secret@s1/m?max_connections={limit}"\n'
+        "[worker]\nconcurrency = 99\n"
+    )
+    assert messages == [
+        f"jobs.toml: redis.url: max_connections={limit} is below what this worker may use at "
+        "once: one connection per running job (worker.concurrency = 99) and 8 for its own "
+        "calls; raise it to 107 or more, or remove it (the pool then grows as needed)"
+    ]
+
+
+@pytest.mark.parametrize("query", ["", "?max_connections=108"])  # concurrency 100 needs 108
+def test_a_pool_limit_with_room_for_the_worker_is_accepted(query: str) -> None:
+    settings = ok(f'[redis]\nurl = "redis://h/0{query}"\n[worker]\nconcurrency = 100\n')
+    assert settings.redis.url.endswith(query)
+
+
 @pytest.mark.parametrize(
     "url", ["redis://localhost:6379/0", "rediss://:pw@redis.example:6380", "unix:///run/r.sock"]
 )
