@@ -8,6 +8,7 @@ by class name. Never a job id.
 from __future__ import annotations
 
 import platform
+import threading
 
 from prometheus_client import (
     CollectorRegistry,
@@ -48,6 +49,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._render_lock = threading.Lock()
         registry = self.registry
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -141,5 +143,11 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        """The Prometheus text format of every metric (safe to call from another thread)."""
-        return generate_latest(self.registry)
+        """The Prometheus text format of every metric (safe to call from another thread).
+
+        One render at a time: fifty scrapes at once, each a few milliseconds of Python, kept
+        fifty threads wanting the GIL, and the server's one accepting thread got it so rarely
+        that a request waited more than 10 s for its answer (tests/system/test_security.py's
+        burst of 500). Waiting on this lock, a thread does not compete for the GIL."""
+        with self._render_lock:
+            return generate_latest(self.registry)
