@@ -25,6 +25,37 @@ EMBEDDED_URL = "embedded"
 """`redis.url = "embedded"`: jobd starts a private Redis in `redis.data_dir` (see jobd.embedded)."""
 
 
+_USER_INFO = re.compile(r"^(?P<scheme>[^:/?#]*://)(?P<userinfo>[^/?#]*)@")
+
+
+_SECRET_QUERY_KEYS = ("password", "ssl_password")
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user part and of a `password=` or `ssl_password=` query
+    replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Not a URL that urlsplit understands: hide everything before the last "@" of the authority.
+        return _USER_INFO.sub(lambda match: f"{match['scheme']}{REDACTED}@", url)
+    redacted = url
+    if "@" in parts.netloc:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        if ":" in userinfo:
+            user = userinfo.partition(":")[0]
+            redacted = redacted.replace(f"//{parts.netloc}", f"//{user}:{REDACTED}@{host}", 1)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(key in _SECRET_QUERY_KEYS for key, _ in pairs):
+            query = urlencode(
+                [(key, REDACTED if key in _SECRET_QUERY_KEYS else value) for key, value in pairs],
+                safe="*/:",
+            )
+            redacted = redacted.replace(f"?{parts.query}", f"?{query}", 1)
+    return redacted
+
+
 class Backoff(StrEnum):
     """How the delay between tries grows."""
 
@@ -234,34 +265,3 @@ class Settings:
         the configuration file (of the working directory for settings not read from a file)."""
         base = self.source.parent if self.source is not None else Path.cwd()
         return Path(os.path.abspath(base / Path(self.redis.data_dir).expanduser()))
-
-
-_USER_INFO = re.compile(r"^(?P<scheme>[^:/?#]*://)(?P<userinfo>[^/?#]*)@")
-
-
-_SECRET_QUERY_KEYS = ("password", "ssl_password")
-
-
-def redact_url(url: str) -> str:
-    """`url` with the password of its user part and of a `password=` or `ssl_password=` query
-    replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        # Not a URL that urlsplit understands: hide everything before the last "@" of the authority.
-        return _USER_INFO.sub(lambda match: f"{match['scheme']}{REDACTED}@", url)
-    redacted = url
-    if "@" in parts.netloc:
-        userinfo, _, host = parts.netloc.rpartition("@")
-        if ":" in userinfo:
-            user = userinfo.partition(":")[0]
-            redacted = redacted.replace(f"//{parts.netloc}", f"//{user}:{REDACTED}@{host}", 1)
-    if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(key in _SECRET_QUERY_KEYS for key, _ in pairs):
-            query = urlencode(
-                [(key, REDACTED if key in _SECRET_QUERY_KEYS else value) for key, value in pairs],
-                safe="*/:",
-            )
-            redacted = redacted.replace(f"?{parts.query}", f"?{query}", 1)
-    return redacted

@@ -550,6 +550,20 @@ def test_a_retried_dead_job_runs(
     assert job.result(timeout=GUARD) == {"args": ["hello"], "kwargs": {}}
 
 
+def test_the_worker_runs_under_python_oo(
+    tmp_path: Path, redis_url: str, key_prefix: str, client: SyncClient, make_daemon: MakeDaemon
+) -> None:
+    """Images that set PYTHONOPTIMIZE=2 strip docstrings: the settings module once failed to import
+    there (a dataclass's repr of a default called a function defined further down)."""
+    config = write_config(tmp_path, redis_url, key_prefix)
+    job = client.enqueue("echo", "hello")
+    daemon = make_daemon(config, "--burst", env={"PYTHONOPTIMIZE": "2"})
+    assert daemon.start().wait_exit(GUARD) == EXIT_OK, daemon.log_text()
+    assert job.result(timeout=GUARD) == {"args": ["hello"], "kwargs": {}}
+    done = jobd("check", "--config", str(config), PYTHONOPTIMIZE="2")
+    assert done.returncode == EXIT_OK, done.stderr
+
+
 # -- config show / init -----------------------------------------------------------------------
 
 
