@@ -24,6 +24,21 @@ _CERT_REQUIRED = (
 _CA_HINT = (
     "check ssl_ca_certs= in redis.url: it must name the CA that signed the server certificate"
 )
+_STRICT_HINT = (
+    "the certificates lack an extension that strict verification asks for (Python 3.13 and newer "
+    "verify with ssl.VERIFY_X509_STRICT): re-issue the CA certificate with a critical "
+    "basicConstraints CA:TRUE, keyUsage keyCertSign and a subjectKeyIdentifier, and the server "
+    "certificate with an authorityKeyIdentifier"
+)
+_STRICT_FAILURES = (
+    "key usage",
+    "key identifier",
+    "not marked critical",
+    "require at least x509v3",
+    "subject alternative name extension",
+)
+"""OpenSSL's verify messages for what only strict mode refuses ("CA cert does not include key
+usage extension", "Missing Authority Key Identifier", ...): a CA that older Pythons accepted."""
 
 
 def tls_problem(error: BaseException) -> str | None:
@@ -41,8 +56,9 @@ def tls_problem(error: BaseException) -> str | None:
 
 def _ssl_message(error: BaseException) -> str | None:
     if isinstance(error, ssl.SSLCertVerificationError):
-        detail = getattr(error, "verify_message", None) or error
-        return f"certificate verify failed: {_CA_HINT} ({detail})"
+        detail = str(getattr(error, "verify_message", None) or error)
+        hint = _STRICT_HINT if any(s in detail.lower() for s in _STRICT_FAILURES) else _CA_HINT
+        return f"certificate verify failed: {hint} ({detail})"
     if not isinstance(error, ssl.SSLError):
         return None
     reason = _reason(error)

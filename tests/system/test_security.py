@@ -64,7 +64,10 @@ def _make_ca(directory: Path, name: str) -> tuple[Path, Path]:
     key, cert = directory / f"{name}.key", directory / f"{name}.crt"
     _openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-        "-days", "2", "-subj", f"/CN={name}", cwd=directory,
+        "-days", "2", "-subj", f"/CN={name}",
+        # what strict verification (Python 3.13 and newer) demands of a CA
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+        cwd=directory,
     )  # fmt: skip
     return cert, key
 

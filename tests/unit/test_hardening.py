@@ -53,6 +53,34 @@ def test_tls_mistakes_are_recognised_through_redis_py(cause: BaseException, text
     assert problem is not None and text in problem
 
 
+def verify_failure(message: str) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, f"certificate verify failed: {message}")
+    error.verify_message = message  # type: ignore[attr-defined]  # what OpenSSL sets on real errors
+    return error
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "CA cert does not include key usage extension",
+        "Basic Constraints of CA cert not marked critical",
+        "Missing Authority Key Identifier",
+    ],
+)
+def test_a_ca_that_only_strict_verification_refuses_is_named(message: str) -> None:
+    """Python 3.13 verifies strictly: a self-made CA that 3.12 accepted fails there, and the
+    message says which extension to add instead of blaming ssl_ca_certs."""
+    problem = tls_problem(wrapped(verify_failure(message)))
+    assert problem is not None and "VERIFY_X509_STRICT" in problem and message in problem
+    assert "ssl_ca_certs" not in problem
+
+
+def test_an_unknown_ca_still_points_at_ssl_ca_certs() -> None:
+    problem = tls_problem(wrapped(verify_failure("unable to get local issuer certificate")))
+    assert problem is not None and "check ssl_ca_certs=" in problem
+    assert "VERIFY_X509_STRICT" not in problem
+
+
 def test_outages_are_not_tls_mistakes() -> None:
     assert tls_problem(wrapped(ConnectionResetError(104, "reset"))) is None
     assert tls_problem(wrapped(ssl_error("SOMETHING_ELSE"))) is None
