@@ -39,6 +39,14 @@ def is_auth_error(error: BaseException) -> bool:
     return isinstance(error, ResponseError) and (text.startswith(AUTH_REPLIES) or "NOPERM" in text)
 
 
+def is_pool_exhausted(error: BaseException) -> bool:
+    """Every connection the pool may open is in use: MaxConnectionsError from redis-py 8, a plain
+    ConnectionError with the same text from the asyncio pools of redis-py 6 and 7."""
+    return isinstance(error, MaxConnectionsError) or (
+        isinstance(error, RedisConnectionError) and str(error) == "Too many connections"
+    )
+
+
 def auth_message(url_text: str, error: BaseException) -> str:
     """Say what to do about a credential error, not only what Redis replied."""
     text = str(error)
@@ -156,7 +164,7 @@ class Producer:
         problem = tls_problem(error)
         if problem is not None:
             return RedisTLSError(f"Redis at {self.url_text}: {problem}")
-        if isinstance(error, MaxConnectionsError):
+        if is_pool_exhausted(error):
             return RedisUnavailable(
                 f"every connection the client may open to Redis at {self.url_text} is in use "
                 "(max_connections in the URL): raise that limit, or remove it and the pool grows "
