@@ -36,6 +36,9 @@ try:
     import hiredis
 except ImportError:  # a dependency, but an install without it keeps redis-py's own packer
     hiredis = None  # type: ignore[assignment]
+else:
+    if not hasattr(hiredis, "pack_command"):  # hiredis before 2.2 parses but does not pack
+        hiredis = None  # type: ignore[assignment]
 
 DEFAULT_PORT = {"sentinel": 26379, "cluster": 6379}
 UNLIMITED_CONNECTIONS = 2**31

@@ -3,6 +3,9 @@ are tests/chaos/test_topologies.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import redis.asyncio
 import redis.asyncio.cluster
@@ -102,6 +105,25 @@ async def test_hiredis_packing_refuses_what_redis_py_refuses(bad: object) -> Non
             pool.connection_class(**pool.connection_kwargs).pack_command("SET", "k", bad)
     finally:
         await client.aclose()
+
+
+def test_a_hiredis_without_a_packer_leaves_packing_to_redis_py() -> None:
+    """hiredis before 2.2 parses replies but has no pack_command (found with hiredis 2.0.0, which
+    pyproject allows): every command then failed with AttributeError. Now redis-py packs."""
+    pytest.importorskip("hiredis")
+    code = (
+        "import asyncio, hiredis\n"
+        "del hiredis.pack_command\n"
+        "import jobd.connect\n"
+        "assert jobd.connect.hiredis is None\n"
+        "pool = jobd.connect.open_async('redis://localhost/0').connection_pool\n"
+        "ours = pool.connection_class(**pool.connection_kwargs)\n"
+        "theirs = type(ours).__mro__[2](**pool.connection_kwargs)\n"
+        f"arguments = {PACKED_ARGUMENTS[0]!r}\n"
+        "assert b''.join(ours.pack_command(*arguments)) == b''.join(theirs.pack_command(*arguments))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_sentinel_clients_pack_with_hiredis() -> None:
