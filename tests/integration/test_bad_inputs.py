@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 import pickle
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -127,12 +127,17 @@ async def still_working(worker: Worker, client: Client) -> None:
     assert worker.state == State.RUNNING
 
 
-async def planted(client: Client, admin: redis.Redis, key_prefix: str, **fields: Any) -> str:
-    """A job whose stored hash fields are overwritten with `fields`, then made due at once."""
+async def planted(
+    client: Client, admin: redis.Redis, key_prefix: str, *, drop: Sequence[str] = (), **fields: Any
+) -> str:
+    """A job whose stored hash fields are overwritten with `fields` (and those named in `drop`
+    deleted), then made due at once: a worker sees only the doctored job."""
     job = await client.enqueue("echo", "placeholder", delay=3600)
     keys = QueueKeys(key_prefix, "default")
     if fields:
         admin.hset(keys.job(job.id), mapping=fields)
+    if drop:
+        admin.hdel(keys.job(job.id), *drop)
     admin.zadd(keys.scheduled, {job.id: 0})
     admin.rpush(keys.wake, "1")  # wake an idle worker, as enqueue does
     return job.id
@@ -187,8 +192,7 @@ async def test_b7_corrupt_payload_is_dead_lettered_as_decode(
 async def test_b7_payload_field_missing_from_the_hash(
     worker: Worker, client: Client, admin: redis.Redis, key_prefix: str
 ) -> None:
-    job_id = await planted(client, admin, key_prefix)
-    admin.hdel(QueueKeys(key_prefix, "default").job(job_id), "payload")
+    job_id = await planted(client, admin, key_prefix, drop=["payload"])
     error = await dead_error(admin, key_prefix, job_id)
     assert error["type"] == "PayloadError"
     await still_working(worker, client)
