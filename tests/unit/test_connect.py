@@ -113,7 +113,8 @@ def test_a_hiredis_without_a_packer_leaves_packing_to_redis_py() -> None:
     pytest.importorskip("hiredis")
     code = (
         "import asyncio, hiredis\n"
-        "del hiredis.pack_command\n"
+        "if hasattr(hiredis, 'pack_command'):\n"
+        "    del hiredis.pack_command\n"
         "import jobd.connect\n"
         "assert jobd.connect.hiredis is None\n"
         "pool = jobd.connect.open_async('redis://localhost/0').connection_pool\n"
