@@ -1,0 +1,178 @@
+"""The producer client: enqueue jobs and follow them. Needs only `redis` (never the worker's parts).
+
+async with Client("redis://localhost:6379/0") as jobs:    # or Client.from_config("jobs.toml")
+    job = await jobs.enqueue("send_email", "a@example.com", subject="Hi")
+    print(await job.result(timeout=10))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis.asyncio
+
+from jobd.client.operations import Operation, ScriptCall
+from jobd.client.producer import Call, Handle, Producer, options_from_config
+from jobd.model import JobInfo, JobStatus
+from jobd.redis.connect import connection_options, open_async
+from jobd.redis.scripts import run_async, run_async_replicated
+from jobd.serializer import DEFAULT_MAX_BYTES
+
+
+class Client(Producer):
+    """Async producer client. Use as `async with Client(url) as jobs:` or call `close()`."""
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        key_prefix: str = "jobd",
+        default_queue: str = "default",
+        max_payload_bytes: int = DEFAULT_MAX_BYTES,
+        socket_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        redis_client: redis.asyncio.Redis | None = None,
+        signing_key: str | bytes | None = None,
+        enqueue_durability: str = "primary",
+        replica_timeout: float = 1.0,
+    ) -> None:
+        """`signing_key` signs every job (jobd.signing); None: the key in the environment variable
+        JOBD_SIGNING_KEY, if it is set."""
+        super().__init__(
+            url, key_prefix=key_prefix, default_queue=default_queue,
+            max_payload_bytes=max_payload_bytes, signing_key=signing_key,
+            enqueue_durability=enqueue_durability, replica_timeout=replica_timeout,
+        )  # fmt: skip
+        self._owns_redis = redis_client is None
+        self.redis = redis_client or open_async(
+            url, **connection_options(socket_timeout, connect_timeout)
+        )
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **options: Any) -> Client:
+        """A client for the Redis of the worker's `jobs.toml` at `path`, with its key prefix,
+        timeouts and payload limit; `options` override them (e.g. `default_queue="high"`).
+
+        With `redis.url = "embedded"` it connects to the server the running worker started
+        (RedisUnavailable if none runs). Reads the file with tomllib; loads no worker parts."""
+        return cls(**{**options_from_config(path), **options})
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_redis:
+            await self.redis.aclose()
+
+    async def run(self, operation: Operation) -> Any:
+        """Drive a sans-IO operation from jobd.client.operations against Redis."""
+        try:
+            request = next(operation)
+            while True:
+                try:
+                    if isinstance(request, ScriptCall) and request.durable and self.wait_replicas:
+                        reply = await run_async_replicated(
+                            self.redis, request.name, request.keys, request.args,
+                            self.wait_replicas, self.replica_timeout_ms,
+                        )  # fmt: skip
+                    elif isinstance(request, ScriptCall):
+                        reply = await run_async(
+                            self.redis, request.name, request.keys, request.args
+                        )
+                    else:
+                        reply = await self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
+                except Exception as error:  # noqa: BLE001 - re-raised, translated
+                    request = operation.throw(self.translate(error))
+                else:
+                    request = operation.send(reply)
+        except StopIteration as stop:
+            return stop.value
+
+    async def enqueue(
+        self,
+        function: str,
+        /,
+        *args: Any,
+        queue: str | None = None,
+        job_id: str | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int = 0,
+        max_tries: int | None = None,
+        timeout: float | timedelta | None = None,
+        expires: float | timedelta | None = None,
+        strict: bool = False,
+        **kwargs: Any,
+    ) -> Job:
+        """Store a job; returns once it is in Redis. With an existing `job_id`, nothing is created
+        and the handle of the existing job is returned (`job.created` is False)."""
+        operation = self.enqueue_operation(
+            [(function, args, kwargs)], [job_id], queue=queue, delay=delay, at=at,
+            priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, strict=strict,
+        )  # fmt: skip
+        (ref,) = await self.run(operation)
+        return Job(self, ref)
+
+    async def enqueue_many(
+        self,
+        calls: Iterable[Call],
+        *,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int = 0,
+        max_tries: int | None = None,
+        timeout: float | timedelta | None = None,
+        expires: float | timedelta | None = None,
+        strict: bool = False,
+    ) -> list[Job]:
+        """Store many `(function, args, kwargs)` calls of one queue in one round trip."""
+        calls = list(calls)
+        if not calls:
+            return []
+        operation = self.enqueue_operation(
+            calls, queue=queue, delay=delay, at=at, priority=priority, max_tries=max_tries,
+            timeout=timeout, expires=expires, strict=strict,
+        )  # fmt: skip
+        return [Job(self, ref) for ref in await self.run(operation)]
+
+    def job(self, job_id: str, *, queue: str | None = None) -> Job:
+        """A handle to an existing job (no round trip)."""
+        return Job(self, self.ref(job_id, queue))
+
+
+class Job(Handle):
+    """Handle to one job: its status, result, info, and abort."""
+
+    _producer: Client
+
+    async def status(self) -> JobStatus:
+        status: JobStatus = await self._producer.run(self._status())
+        return status
+
+    async def info(self) -> JobInfo | None:
+        """Everything stored about the job, or None when it does not exist."""
+        info: JobInfo | None = await self._producer.run(self._info())
+        return info
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job to end and return its result.
+
+        Raises JobFailed, JobAborted, JobNotFound, or TimeoutError after `timeout` seconds.
+        """
+        return await self._producer.run(self._result(timeout))
+
+    async def abort(self, timeout: float = 2.0) -> bool:
+        """Abort the job. True if it will not run, or if it was running and was cancelled within
+        `timeout` seconds; False if it had already ended (or still runs after `timeout`)."""
+        aborted: bool = await self._producer.run(self._abort(timeout))
+        return aborted
+
+
+__all__ = ["Client", "Job", "JobInfo", "JobStatus"]

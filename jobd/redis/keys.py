@@ -1,0 +1,136 @@
+"""The Redis key schema. Every key of one queue shares the hash tag `{<queue>}` so the queue lives in
+one Redis Cluster slot and each Lua script touches a single slot.
+
+    <prefix>:{<queue>}:queued       ZSET  job id -> ordering score (priority, then enqueue order)
+    <prefix>:{<queue>}:scheduled    ZSET  job id -> due time (ms, Redis clock): deferred jobs and retries
+    <prefix>:{<queue>}:running      ZSET  job id -> start time (ms)
+    <prefix>:{<queue>}:dead         ZSET  job id -> time it was dead-lettered (ms)
+    <prefix>:{<queue>}:workers      ZSET  worker id -> heartbeat expiry (ms): the lease of all its jobs
+    <prefix>:{<queue>}:owned:<wid>  SET   ids of the jobs worker <wid> runs from this queue
+    <prefix>:{<queue>}:claim:<wid>  STR   the last claim of worker <wid>, so a replayed claim is harmless
+    <prefix>:{<queue>}:stop:<wid>   LIST  pushed when worker <wid> stops: ends its blocking wait, and
+                                          its claim then takes nothing (see Store.wait_and_claim)
+    <prefix>:{<queue>}:seq          STR   enqueue counter (FIFO order within a priority)
+    <prefix>:{<queue>}:wake         LIST  a marker that wakes one idle worker blocked on it
+    <prefix>:{<queue>}:activity     HASH  last time any worker touched the queue, and since when it has
+                                          been continuously touched (the reaper's grace after outages)
+    <prefix>:{<queue>}:job:<id>     HASH  the job: function, payload, state, tries, result or error
+    <prefix>:{<queue>}:done:<id>    LIST  pushed when the job ends, for clients waiting on its result
+    <prefix>:{<queue>}:cron:<name>  HASH  cron entry <name> (enqueued on <queue>): its last tick (ms),
+                                          the tick before it, the last job's id, the worker that fired it
+    <prefix>:{<queue>}:aborts       pub/sub channel: ids of running jobs to cancel
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+"""What queue names and the key prefix may contain: no braces, so the hash tag stays the queue's."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The key names of one queue."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.queue}}}:"
+
+    @property
+    def queued(self) -> str:
+        return self.base + "queued"
+
+    @property
+    def scheduled(self) -> str:
+        return self.base + "scheduled"
+
+    @property
+    def running(self) -> str:
+        return self.base + "running"
+
+    @property
+    def dead(self) -> str:
+        return self.base + "dead"
+
+    @property
+    def workers(self) -> str:
+        return self.base + "workers"
+
+    @property
+    def functions(self) -> str:
+        """HASH function name -> until when (epoch ms) a live worker of the queue registers it."""
+        return self.base + "functions"
+
+    @property
+    def seq(self) -> str:
+        return self.base + "seq"
+
+    @property
+    def wake(self) -> str:
+        return self.base + "wake"
+
+    @property
+    def activity(self) -> str:
+        return self.base + "activity"
+
+    @property
+    def aborts(self) -> str:
+        return self.base + "aborts"
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of job hashes; scripts that pop ids from a set append the id to it."""
+        return self.base + "job:"
+
+    @property
+    def done_prefix(self) -> str:
+        return self.base + "done:"
+
+    @property
+    def owned_prefix(self) -> str:
+        return self.base + "owned:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def done(self, job_id: str) -> str:
+        return self.done_prefix + job_id
+
+    def owned(self, worker_id: str) -> str:
+        return self.owned_prefix + worker_id
+
+    def claim(self, worker_id: str) -> str:
+        return self.base + "claim:" + worker_id
+
+    def stop(self, worker_id: str) -> str:
+        return self.base + "stop:" + worker_id
+
+    def cron(self, name: str) -> str:
+        return self.base + "cron:" + name
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryKeys:
+    """Keys of the worker registry (not tied to a queue, so outside every queue's hash tag):
+
+    <prefix>:registry            ZSET  worker id -> until when (ms) its entry counts as live
+    <prefix>:registry:<wid>      HASH  host, pid, queues (comma-separated), concurrency, running,
+                                       processed, version, started_at (ms), heartbeat_at (ms);
+                                       expires a few heartbeats after the last one
+    <prefix>:epoch               STR   when this prefix's data began (ms): gone or changed after
+                                       a Redis restart means the data was lost (jobd.serverwatch)
+    """
+
+    prefix: str
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}:registry"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:registry:{worker_id}"

@@ -1,0 +1,120 @@
+-- _lib.lua: helpers shared by every jobd script; jobd/scripts.py prepends this file to each script.
+-- Time always comes from the Redis server (TIME), so workers with skewed clocks agree.
+if redis.replicate_commands then redis.replicate_commands() end
+
+local PRIORITY_SPAN = 4398046511104 -- 2^42: room for 4.4e12 enqueues per queue within a priority
+
+-- Milliseconds since the epoch on the Redis server's clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Score in the queued ZSET: higher priority first, then enqueue order. Formatted with %.0f because
+-- tostring() keeps only 14 significant digits.
+local function queue_score(priority, seq)
+  return string.format('%.0f', (tonumber(seq) or 0) - (tonumber(priority) or 0) * PRIORITY_SPAN)
+end
+
+-- Wake one idle worker blocked on the queue's marker list (at most one marker waits there).
+local function wake(wake_key)
+  if redis.call('LLEN', wake_key) == 0 then
+    redis.call('RPUSH', wake_key, '1')
+  end
+end
+
+-- Put a job (back) into the queued ZSET at its original place.
+local function make_ready(queued_key, job_key, id)
+  local fields = redis.call('HMGET', job_key, 'priority', 'seq')
+  redis.call('ZADD', queued_key, queue_score(fields[1] or 0, fields[2] or 0), id)
+  redis.call('HSET', job_key, 'status', 'queued')
+end
+
+-- Move up to `limit` due jobs from scheduled to queued; returns how many moved.
+local function promote(scheduled_key, queued_key, job_prefix, now, limit)
+  local due = redis.call('ZRANGE', scheduled_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    local job_key = job_prefix .. id
+    if redis.call('EXISTS', job_key) == 1 then
+      make_ready(queued_key, job_key, id)
+    end
+  end
+  if #due > 0 then
+    redis.call('ZREM', scheduled_key, unpack(due))
+  end
+  return #due
+end
+
+-- Record that a worker touched the queue now. Returns the time since which the queue has been touched
+-- without a gap longer than gap_ms: after a Redis pause or restart (or with no worker at all) that is
+-- "now", and the reaper waits one lease before it trusts heartbeats again.
+local function touch_activity(activity_key, now, gap_ms)
+  local values = redis.call('HMGET', activity_key, 'last', 'since')
+  local last, since = tonumber(values[1]), tonumber(values[2])
+  if last == nil or since == nil or now - last > gap_ms then
+    since = now
+    redis.call('HSET', activity_key, 'since', since)
+  end
+  redis.call('HSET', activity_key, 'last', now)
+  return since
+end
+
+-- Wake clients blocked in job.result(): only when one registered (the 'waiters' field), so a job that
+-- nobody waits for costs nothing here.
+local function notify_done(job_key, done_key, keep_ms)
+  if redis.call('HEXISTS', job_key, 'waiters') == 1 then
+    redis.call('RPUSH', done_key, '1')
+    redis.call('PEXPIRE', done_key, math.max(keep_ms, 60000))
+    redis.call('HDEL', job_key, 'waiters')
+  end
+end
+
+-- Store the final state of a job: a TTL of keep_ms (0 = drop now) unless it stays as a dead letter.
+local function keep_for(job_key, keep_ms)
+  if keep_ms > 0 then
+    redis.call('PEXPIRE', job_key, keep_ms)
+  else
+    redis.call('DEL', job_key)
+  end
+end
+
+-- Store a new job unless a job with this id exists (deduplication by id): queued at its place in
+-- the queue, or scheduled when it is due after now. Optional fields ('' = unset): max_tries, timeout
+-- (ms), expires (ms after now), signature. The caller wakes a worker (once, however many jobs it
+-- stored). Returns 1 and the new job's status, or 0 and the status of the job that exists.
+local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, payload, queue,
+                         priority, max_tries, timeout, expires, now, due, signature)
+  if redis.call('EXISTS', job_key) == 1 then
+    return 0, redis.call('HGET', job_key, 'status') or 'unknown'
+  end
+  local seq = redis.call('INCR', seq_key)
+  local status = 'queued'
+  if due > now then status = 'scheduled' end
+  -- one HSET with every field: each redis.call costs the enqueue's round trip time
+  local fields = {'id', id, 'function', fn, 'payload', payload, 'queue', queue,
+    'priority', priority, 'seq', seq, 'tries', 0, 'lost', 0, 'enqueued_at', now, 'due_at', due,
+    'status', status}
+  if max_tries ~= '' then fields[#fields + 1] = 'max_tries'; fields[#fields + 1] = max_tries end
+  if timeout ~= '' then fields[#fields + 1] = 'timeout'; fields[#fields + 1] = timeout end
+  if expires ~= '' then
+    fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = now + tonumber(expires)
+  end
+  if signature ~= '' then fields[#fields + 1] = 'signature'; fields[#fields + 1] = signature end
+  redis.call('HSET', job_key, unpack(fields))
+  if status == 'scheduled' then
+    redis.call('ZADD', scheduled_key, due, id)
+  else
+    redis.call('ZADD', queued_key, queue_score(priority, seq), id)
+  end
+  return 1, status
+end
+
+-- Remove `id` from the dead set; true when it was a dead letter (status 'failed') that the caller may
+-- retry or purge. A leftover member whose job is not failed is dropped from the set and reported false.
+local function take_dead(dead_key, job_key, id)
+  if not redis.call('ZSCORE', dead_key, id) then
+    return false
+  end
+  redis.call('ZREM', dead_key, id)
+  return redis.call('HGET', job_key, 'status') == 'failed'
+end

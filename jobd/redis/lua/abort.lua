@@ -1,0 +1,24 @@
+-- abort.lua: abort a job. A waiting job (queued or scheduled) is removed at once; a running job gets an
+-- abort request that its worker sees within a moment (pub/sub message, and its next heartbeat).
+-- Atomic so that a job cannot be claimed between the status check and its removal.
+-- Replay-safe: aborting an aborted job reports 'aborted' again and changes nothing.
+-- KEYS[1] job hash  KEYS[2] queued  KEYS[3] scheduled  KEYS[4] done list
+-- ARGV[1] id  ARGV[2] pub/sub channel of the queue's abort requests  ARGV[3] keep ms
+-- Returns 'aborted' (will not run), 'requested' (running; its worker will cancel it), or the status of a
+-- job that already ended ('succeeded', 'failed'), or 'not_found'
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'not_found' end
+if status == 'queued' or status == 'scheduled' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now_ms())
+  notify_done(KEYS[1], KEYS[4], tonumber(ARGV[3]))
+  keep_for(KEYS[1], tonumber(ARGV[3]))
+  return 'aborted'
+end
+if status == 'running' then
+  redis.call('HSET', KEYS[1], 'abort', '1')
+  redis.call('PUBLISH', ARGV[2], ARGV[1])
+  return 'requested'
+end
+return status

@@ -1,0 +1,162 @@
+-- claim.lua: hand up to N ready jobs of one queue to a worker, under a fresh fencing token.
+-- Atomic so that a job is never given to two workers and never leaves 'queued' without an owner.
+-- Promotes due scheduled jobs first, drops expired ones, dead-letters oversized payloads without
+-- shipping them, and refreshes the worker's heartbeat (the lease of all its jobs). A job that no
+-- producer can have written (an id that is not printable UTF-8 without spaces, or a 'tries' that is
+-- not a count: forged or corrupted in Redis) is dead-lettered here too, so that it can neither
+-- break this script half-way nor reach the worker.
+-- Replay-safe: the worker sends a nonce per claim; a replayed call with the same nonce returns the jobs
+-- the first call claimed instead of claiming more (which would orphan them).
+-- KEYS[1] queued  KEYS[2] scheduled  KEYS[3] running  KEYS[4] workers  KEYS[5] owned:<worker> (SET)
+-- KEYS[6] claim:<worker> (STR)  KEYS[7] wake  KEYS[8] activity  KEYS[9] dead
+-- KEYS[10] job hash prefix (job ids are only known after popping them; same hash tag)
+-- KEYS[11] stop:<worker> (LIST): present once the worker stops; the script deletes it and claims
+-- nothing new. A stopping worker pushes it to end a blocking wait that is pipelined with this claim.
+-- ARGV[1] worker id  ARGV[2] nonce  ARGV[3] max jobs  ARGV[4] lease ms  ARGV[5] activity gap ms
+-- ARGV[6] max payload bytes  ARGV[7] promote limit
+-- Returns {now, next due ms or '', token, {expired: id, function, ...}, {dead-lettered: id, function,
+-- reason ('payload_too_large' or 'invalid_job'), ...}, job, job, ...} with each job = {id, function,
+-- payload, tries, lost, max_tries, timeout, enqueued_at, priority, due_at, signature}.
+local worker, nonce = ARGV[1], ARGV[2]
+local token = worker .. ':' .. nonce
+local now = now_ms()
+local job_prefix = KEYS[10]
+local fields = {'id', 'function', 'payload', 'tries', 'lost', 'max_tries', 'timeout', 'enqueued_at',
+  'priority', 'due_at', 'signature'}
+touch_activity(KEYS[8], now, tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), worker)
+
+-- Whether `s` is well-formed UTF-8 (as Python's strict decoder judges it: no overlong forms, no
+-- surrogates, nothing above U+10FFFF).
+local function utf8_valid(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    if c < 128 then
+      i = i + 1
+    else
+      local len, low, high = 0, 128, 191
+      if c >= 194 and c <= 223 then len = 2
+      elseif c >= 224 and c <= 239 then
+        len = 3
+        if c == 224 then low = 160 elseif c == 237 then high = 159 end
+      elseif c >= 240 and c <= 244 then
+        len = 4
+        if c == 240 then low = 144 elseif c == 244 then high = 143 end
+      else
+        return false
+      end
+      local second = string.byte(s, i + 1)
+      if not second or second < low or second > high then return false end
+      for j = i + 2, i + len - 1 do
+        local byte = string.byte(s, j)
+        if not byte or byte < 128 or byte > 191 then return false end
+      end
+      i = i + len
+    end
+  end
+  return true
+end
+
+-- Why a popped job cannot be handed out, or nil. The worker checks the rest of the job rule.
+local function invalid_job(id, tries)
+  if #id == 0 or #id > 800 or string.find(id, '[%z\1-\32\127]')
+      or (string.find(id, '[\128-\255]') and not utf8_valid(id)) then
+    return 'job id is not printable UTF-8 text without spaces'
+  end
+  if tries and not string.find(tries, '^%d+$') then
+    return "field 'tries' is not a count"
+  end
+  return nil
+end
+
+local reply_dead = {}
+local function dead_letter(job_key, id, fn, error_type, message, reason)
+  redis.call('HSET', job_key, 'status', 'failed', 'finished_at', now, 'error',
+    cjson.encode({type = error_type, message = message}))
+  redis.call('ZADD', KEYS[9], now, id)
+  table.insert(reply_dead, id)
+  table.insert(reply_dead, fn or '')
+  table.insert(reply_dead, reason)
+end
+
+local function next_due()
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if #first == 0 then return '' end
+  return first[2]
+end
+
+local reply = {now, '', token, {}, reply_dead}
+local last = redis.call('GET', KEYS[6])
+if last then
+  local separator = string.find(last, '\n', 1, true)
+  if separator and string.sub(last, 1, separator - 1) == nonce then
+    for id in string.gmatch(string.sub(last, separator + 1), '[^\n]+') do
+      local job_key = job_prefix .. id
+      local state = redis.call('HMGET', job_key, 'status', 'token')
+      if state[1] == 'running' and state[2] == token then
+        local row = redis.call('HMGET', job_key, unpack(fields))
+        row[1] = id
+        reply[#reply + 1] = row
+      end
+    end
+    reply[2] = next_due()
+    return reply
+  end
+end
+
+if redis.call('DEL', KEYS[11]) == 1 then
+  redis.call('SET', KEYS[6], nonce .. '\n', 'PX', 2 * tonumber(ARGV[4])) -- a replay takes nothing
+  -- the wait may have popped a wake marker meant for a job: pass it on to another worker
+  if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[7]) end
+  reply[2] = next_due()
+  return reply
+end
+
+promote(KEYS[2], KEYS[1], job_prefix, now, tonumber(ARGV[7]))
+local wanted = tonumber(ARGV[3])
+local max_bytes = tonumber(ARGV[6])
+local claimed_ids = {}
+local rounds = 0
+while #claimed_ids < wanted and rounds < 10 do
+  rounds = rounds + 1
+  local popped = redis.call('ZPOPMIN', KEYS[1], wanted - #claimed_ids)
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    local job_key = job_prefix .. id
+    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function', 'tries')
+    local expires_at = tonumber(state[2])
+    local invalid = state[1] and invalid_job(id, state[4])
+    if state[1] == false then
+      -- the hash is gone (purged by an operator): nothing to run
+    elseif invalid then
+      dead_letter(job_key, id, state[3], 'InvalidJob', 'cannot run this job: ' .. invalid,
+        'invalid_job')
+    elseif expires_at and expires_at <= now then
+      redis.call('DEL', job_key)
+      table.insert(reply[4], id)
+      table.insert(reply[4], state[3] or '')
+    elseif redis.call('HSTRLEN', job_key, 'payload') > max_bytes then
+      local size = redis.call('HSTRLEN', job_key, 'payload')
+      dead_letter(job_key, id, state[3], 'PayloadTooLarge',
+        'payload is ' .. size .. ' bytes, limit ' .. max_bytes, 'payload_too_large')
+    else
+      redis.call('HINCRBY', job_key, 'tries', 1)
+      redis.call('HSET', job_key, 'status', 'running', 'started_at', now, 'token', token,
+        'worker', worker)
+      redis.call('ZADD', KEYS[3], now, id)
+      redis.call('SADD', KEYS[5], id)
+      claimed_ids[#claimed_ids + 1] = id
+      local row = redis.call('HMGET', job_key, unpack(fields))
+      row[1] = id -- the id the job is known by, whatever its hash says
+      reply[#reply + 1] = row
+    end
+  end
+end
+redis.call('SET', KEYS[6], nonce .. '\n' .. table.concat(claimed_ids, '\n'), 'PX',
+  2 * tonumber(ARGV[4]))
+-- Work is left: pass the wake-up on to another idle worker, so a fleet scales out.
+if #claimed_ids == wanted and redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[7]) end
+reply[2] = next_due()
+return reply

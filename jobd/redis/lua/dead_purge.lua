@@ -1,0 +1,21 @@
+-- dead_purge.lua: delete dead-lettered jobs of one queue for good, for an operator (jobd dead purge):
+-- the job hash, its done list and its member of the dead set.
+-- Atomic so that a job is never left half deleted, and a job that is no longer a dead letter (retried
+-- meanwhile and queued or running again) is never deleted. Replay-safe: an id no longer in the dead set
+-- is skipped and reported; an id in the dead set whose hash is gone or is no longer a failed job only
+-- loses its dead-set member (its hash is left alone) and is reported as skipped too.
+-- KEYS[1] dead (ZSET)  KEYS[2] job hash prefix  KEYS[3] done list prefix (ids are ARGV values; same
+-- hash tag)
+-- ARGV[1..] job ids (a bounded batch per call, e.g. 500)
+-- Returns {{purged ids}, {skipped ids}}
+local purged, skipped = {}, {}
+for _, id in ipairs(ARGV) do
+  local job_key = KEYS[2] .. id
+  if not take_dead(KEYS[1], job_key, id) then
+    skipped[#skipped + 1] = id
+  else
+    redis.call('DEL', job_key, KEYS[3] .. id)
+    purged[#purged + 1] = id
+  end
+end
+return {purged, skipped}

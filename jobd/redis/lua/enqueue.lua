@@ -1,0 +1,30 @@
+-- enqueue.lua: store one or more jobs of one queue, deduplicated by job id.
+-- Atomic so that a job is either fully stored and findable by a worker, or not at all. Replay-safe: the
+-- client generates job ids, so a command re-sent after a lost reply finds the job and creates nothing.
+-- KEYS[1] queued (ZSET)  KEYS[2] scheduled (ZSET)  KEYS[3] seq (STR)  KEYS[4] wake (LIST)
+-- KEYS[5..] one job hash per job, in ARGV order
+-- ARGV[1] queue name  ARGV[2] priority (int)  ARGV[3] max_tries ('' = worker default)
+-- ARGV[4] timeout ms ('' = worker default)  ARGV[5] delay ms ('' = none)  ARGV[6] at, epoch ms ('' = none)
+-- ARGV[7] expires, ms after enqueue ('' = never)  ARGV[8..] per job: id, function, payload,
+-- signature ('' = unsigned)
+-- Returns a flat list: per job 1 (created) or 0 (existed), then its status.
+local now = now_ms()
+local due = now
+if ARGV[5] ~= '' then
+  due = now + tonumber(ARGV[5])
+elseif ARGV[6] ~= '' then
+  due = tonumber(ARGV[6])
+end
+local result = {}
+local woken = false
+for i = 5, #KEYS do
+  local base = 8 + (i - 5) * 4
+  local created, status = store_job(KEYS[1], KEYS[2], KEYS[3], KEYS[i], ARGV[base], ARGV[base + 1],
+    ARGV[base + 2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], now, due, ARGV[base + 3])
+  if created == 1 then woken = true end
+  result[#result + 1] = created
+  result[#result + 1] = status
+end
+-- Also for a deferred job: an idle worker wakes, learns the new earliest due time and sleeps until then.
+if woken then wake(KEYS[4]) end
+return result

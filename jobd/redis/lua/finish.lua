@@ -1,0 +1,38 @@
+-- finish.lua: store the final outcome of one or more jobs a worker ran (succeeded, failed, aborted).
+-- Atomic per job so that the outcome, the release of the lease and the wake-up of waiting clients happen
+-- together. Fenced: a job whose token is not the caller's (its lease was lost and another worker owns
+-- it now) is left untouched. Replay-safe: a job already finished under this token is reported as such.
+-- The batch travels as one JSON argument: a busy worker finishes hundreds of jobs per call, and one
+-- string costs far less to send than seven arguments per job. Job and done-list keys are the given
+-- prefixes plus the job id (same hash tag as every other key of the queue).
+-- KEYS[1] running  KEYS[2] dead  KEYS[3] owned:<worker>  KEYS[4] job hash prefix
+-- KEYS[5] done list prefix
+-- ARGV[1] JSON array; per job [id, token, status, field ('result' or 'error'), value, keep ms,
+-- dead-letter (1 keeps the job in the dead set without a TTL, 0 keeps it keep ms)]
+-- Returns per job: 'ok', 'stale' (token mismatch, nothing changed) or 'replayed'
+local now = now_ms()
+local reply = {}
+for _, item in ipairs(cjson.decode(ARGV[1])) do
+  local id, token, status = item[1], item[2], item[3]
+  local job_key = KEYS[4] .. id
+  local state = redis.call('HMGET', job_key, 'status', 'token')
+  if state[2] ~= token then
+    reply[#reply + 1] = 'stale'
+  elseif state[1] ~= 'running' then
+    reply[#reply + 1] = 'replayed'
+  else
+    redis.call('HSET', job_key, 'status', status, 'finished_at', now, item[4], item[5])
+    redis.call('HDEL', job_key, 'abort')
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('SREM', KEYS[3], id)
+    local keep_ms = tonumber(item[6])
+    notify_done(job_key, KEYS[5] .. id, keep_ms)
+    if item[7] == 1 then
+      redis.call('ZADD', KEYS[2], now, id)
+    else
+      keep_for(job_key, keep_ms)
+    end
+    reply[#reply + 1] = 'ok'
+  end
+end
+return reply

@@ -1,0 +1,23 @@
+-- requeue.lua: put a running job back at its place in the queue without charging the try (drain).
+-- Atomic so that the job is never both running and queued. Fenced by the token; replay-safe: a job no
+-- longer running under this token is left alone. A job with a pending abort request is aborted instead.
+-- KEYS[1] job hash  KEYS[2] running  KEYS[3] queued  KEYS[4] owned:<worker>  KEYS[5] wake
+-- KEYS[6] done list
+-- ARGV[1] id  ARGV[2] token  ARGV[3] keep ms (for a job aborted instead)
+-- Returns 'ok', 'aborted', 'stale' or 'replayed'
+local state = redis.call('HMGET', KEYS[1], 'status', 'token', 'abort')
+if state[2] ~= ARGV[2] then return 'stale' end
+if state[1] ~= 'running' then return 'replayed' end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[1], 'token')
+if state[3] then
+  redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now_ms())
+  notify_done(KEYS[1], KEYS[6], tonumber(ARGV[3]))
+  keep_for(KEYS[1], tonumber(ARGV[3]))
+  return 'aborted'
+end
+redis.call('HINCRBY', KEYS[1], 'tries', -1)
+make_ready(KEYS[3], KEYS[1], ARGV[1])
+wake(KEYS[5])
+return 'ok'
