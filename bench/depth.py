@@ -25,7 +25,7 @@ from bench.adapters import jobd as jobd_adapter
 from bench.adapters.workers import Workers
 from bench.redis import RedisServer
 from jobd.client import Client
-from jobd.scripts import SCRIPTS
+from jobd.redis.scripts import SCRIPTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOGS = Path(__file__).resolve().parent / ".logs"

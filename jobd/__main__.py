@@ -1,5 +1,5 @@
 """`python -m jobd` is the `jobd` command."""
 
-from jobd.cli import main
+from jobd.cli.entry import main
 
 raise SystemExit(main())

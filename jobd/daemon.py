@@ -13,17 +13,17 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jobd.config.settings import Settings
 from jobd.errors import ConfigError, RedisAuthError
-from jobd.health import Health, watch_loop
-from jobd.http import HttpServer
-from jobd.metrics import Metrics
-from jobd.registry import RegisteredFunction, build_registry, load_hooks
-from jobd.settings import Settings
-from jobd.systemd import Notifier
-from jobd.worker import Instruments, Shutdown, Worker
+from jobd.ops.health import Health, watch_loop
+from jobd.ops.metrics import Metrics
+from jobd.ops.probes import HttpServer
+from jobd.ops.systemd import Notifier
+from jobd.worker.functions import RegisteredFunction, build_registry, load_hooks
+from jobd.worker.lifecycle import Instruments, Shutdown, Worker
 
 if TYPE_CHECKING:
-    from jobd.embedded import EmbeddedRedis
+    from jobd.redis.embedded import EmbeddedRedis
 
 logger = logging.getLogger("jobd.daemon")
 
@@ -158,7 +158,7 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     try:
         if settings.redis.embedded:
             # imported only here: it costs a worker on a real Redis 25 ms of startup and 0.7 MiB
-            from jobd.embedded import start as start_embedded
+            from jobd.redis.embedded import start as start_embedded
 
             # Outside the event loop, so that it outlives the worker's drain; stopped below.
             server = start_embedded(settings)

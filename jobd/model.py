@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from jobd.errors import PayloadError, PayloadTooLarge, SerializationError
+from jobd.errors import InvalidJobOption, PayloadError, PayloadTooLarge, SerializationError
 from jobd.serializer import Serializer, find_unserializable
 
 PAYLOAD_VERSION = 1
 """Major version of the payload envelope `{"v": 1, "args": [...], "kwargs": {...}}`; a worker refuses
 envelopes of a newer major version. Minor revisions only add fields, which older workers ignore
 (the stored payload is never rewritten, so such fields survive retries and dead-letter retries)."""
+
+MAX_PRIORITY = 1000
+"""Priorities range over -1000..1000 so that priority and enqueue order fit one exact ZSET score."""
+_JOB_ID = re.compile(r"^[^\x00-\x20\x7f]{1,200}$")
+
+
+def check_job_id(job_id: str) -> str:
+    # isprintable() also refuses what the pattern lets through: lone surrogates (not UTF-8), and
+    # line and paragraph separators, which would split a log line.
+    if isinstance(job_id, str) and _JOB_ID.match(job_id) and job_id.isprintable():
+        return job_id
+    shown = repr(job_id)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise InvalidJobOption(
+        f"job_id {shown} is not valid: use 1-200 printable characters without spaces"
+    )
 
 
 class JobStatus(StrEnum):

@@ -3,7 +3,7 @@ ways.
 
 Pickle is never used: anyone who can write to Redis would get code execution in every worker.
 Decoding refuses what Python's `json` would otherwise accept silently or fail on with an odd error
-(RELIABILITY.md, finding 11): duplicate keys (last-wins changes meaning), NaN and Infinity, numbers
+(docs/reliability.md, finding 11): duplicate keys (last-wins changes meaning), NaN and Infinity, numbers
 out of float range, integers longer than Python converts (4300 digits), and nesting deeper than
 `max_depth` (checked on the raw text before parsing, so a 10,000-deep list is refused in
 microseconds instead of raising RecursionError half-way). Every refusal is one `PayloadError`.

@@ -1,6 +1,6 @@
 """The soak benchmark, `python -m bench.soak --help`: jobd under a steady load for minutes, calm and
 with chaos, reporting memory growth, Redis footprint, losses and duplicates from the ledger, and
-recovery times (RELIABILITY.md §5.5).
+recovery times (docs/reliability.md §5.5).
 
 It reuses the chaos suite's harness (`tests.support`): a private `redis-server` with AOF for the
 jobs, a second, never-faulted one for the ledger that the `chaos` test job writes to, `jobd`

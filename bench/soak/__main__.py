@@ -20,7 +20,7 @@ from typing import Any
 from bench import machine
 from bench.soak import report
 from bench.soak.run import Options, run
-from jobd.durations import parse_duration
+from jobd.config.durations import parse_duration
 from tests.support.redis_server import find_redis_server
 
 LOGS = Path(__file__).resolve().parent.parent / ".logs"

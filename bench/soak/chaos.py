@@ -1,5 +1,5 @@
 """The chaos run's fault cycle: every `every` seconds the next fault of the rotation, each with the
-recovery it times (RELIABILITY.md §5.5 "Recovery latency"):
+recovery it times (docs/reliability.md §5.5 "Recovery latency"):
 
 - `kill`: a burst of 1 s jobs is enqueued so that workers hold runs, then a worker that has a run
   open (chosen with the seeded random among those) gets SIGKILL and a replacement is started.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from bench.soak.ledger import LedgerTail, Watch
 from bench.soak.producer import Acks, enqueue_until_acked
 from bench.soak.world import LEDGER_KEY, PREFIX, World
-from jobd.producer import Call
+from jobd.client.producer import Call
 from jobd.sync_client import SyncClient
 from tests.support.checker import Entry
 

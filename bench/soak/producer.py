@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from jobd.producer import Call
+from jobd.client.producer import Call
 from jobd.sync_client import SyncClient
 
 GUARD = 120.0

@@ -21,7 +21,7 @@ HOW_MEASURED = (
     "killed one had open in the ledger (1 s jobs are enqueued just before each kill). Redis back / "
     "reset → first completion: from the SIGCONT (or the reset) to the first ledger `end` of a run "
     "that started after it. SIGTERM → exit: from the signal to the process's exit, polled every "
-    "5 ms; targets from RELIABILITY.md §5.5."
+    "5 ms; targets from docs/reliability.md §5.5."
 )
 
 

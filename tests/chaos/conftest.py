@@ -1,4 +1,4 @@
-"""The chaos suite's harness (RELIABILITY.md §5.1): a private redis-server under test that may be
+"""The chaos suite's harness (docs/reliability.md §5.1): a private redis-server under test that may be
 killed, paused or restarted; the session server as the never-faulted ledger; jobd daemons as
 subprocesses; producers that retry an enqueue with the same job id until it is acknowledged; and
 the invariant checker over the ledger and the final Redis state.

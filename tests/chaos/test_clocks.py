@@ -1,6 +1,6 @@
-"""Clocks (RELIABILITY.md §5.2 F21-F23). jobd takes every lease, due time and timestamp that matters
+"""Clocks (docs/reliability.md §5.2 F21-F23). jobd takes every lease, due time and timestamp that matters
 from the Redis server's clock (TIME inside the scripts); what reads a local clock is injectable or
-patched here: the cron scheduler takes `now` (jobd.scheduler.CronScheduler), and the other wall-clock
+patched here: the cron scheduler takes `now` (jobd.worker.scheduler.CronScheduler), and the other wall-clock
 reads (`time.time`: the registry's "until" of published functions, metrics timestamps) are patched
 for the in-process worker. Not injectable, and so not tested: the Redis host's own clock (F24)."""
 
@@ -15,13 +15,13 @@ import pytest
 import redis
 
 from jobd.client import Client
-from jobd.cron import job_id_for
-from jobd.keys import QueueKeys
-from jobd.registry import build_registry
-from jobd.scheduler import CronScheduler
-from jobd.settings import Settings
+from jobd.config.settings import Settings
+from jobd.redis.keys import QueueKeys
 from jobd.sync_client import SyncClient
-from jobd.worker import Worker
+from jobd.worker.cron import job_id_for
+from jobd.worker.functions import build_registry
+from jobd.worker.lifecycle import Worker
+from jobd.worker.scheduler import CronScheduler
 from tests.chaos.conftest import Chaos
 from tests.support.checker import Expect, assert_invariants, read_ledger, snapshot
 from tests.support.redis_server import RedisServer
@@ -74,10 +74,12 @@ async def test_f21_worker_clock_jumps_change_no_lease_and_no_due_time(
         delayed = [await jobs.enqueue("chaos", key, job_id=f"d{n}", delay=2) for n in range(50)]
         await async_wait_until(lambda: ledger.llen(key) >= 50, timeout=30)
         wall_clock.jump(+HOUR)
-        await async_wait_until(lambda: w.processed >= 20 or ledger.llen(key) >= 60, timeout=30)
+        await async_wait_until(
+            lambda: w.running.processed >= 20 or ledger.llen(key) >= 60, timeout=30
+        )
         wall_clock.jump(-2 * HOUR)
         ids = [job.id for job in [*running, *delayed]]
-        await async_wait_until(lambda: w.processed >= len(ids), timeout=30)
+        await async_wait_until(lambda: w.running.processed >= len(ids), timeout=30)
         lost = w.metrics.registry.get_sample_value(
             "jobd_jobs_finished_total", {"queue": "default", "function": "chaos", "outcome": "lost"}
         )
@@ -154,7 +156,7 @@ async def test_f21_cron_on_a_jumping_clock_fires_no_tick_twice(
     settings = settings_for(redis_server.url, key_prefix, cron=[entry])
     clock_now = [datetime(2026, 5, 1, 10, 0, 30, tzinfo=UTC)]
     async with idle_worker(settings) as worker:
-        scheduler = CronScheduler(worker, now=lambda: clock_now[0])
+        scheduler = CronScheduler(worker.context, now=lambda: clock_now[0])
         await scheduler.start()
         clock_now[0] += timedelta(hours=1)  # the clock jumps an hour ahead
         await scheduler.evaluate()
@@ -186,7 +188,7 @@ async def test_f23_cron_across_skewed_workers_fires_each_tick_once(
     async with idle_worker(settings) as a, idle_worker(settings) as b, idle_worker(settings) as c:
         workers = [a, b, c]
         schedulers = [
-            CronScheduler(worker, now=lambda skew=skew: base[0] + timedelta(seconds=skew))
+            CronScheduler(worker.context, now=lambda skew=skew: base[0] + timedelta(seconds=skew))
             for worker, skew in zip(workers, (-2, 0, 2), strict=True)
         ]
         for scheduler in schedulers:

@@ -1,5 +1,5 @@
 """Network faults between the workers and Redis, through the in-process chaos proxy
-(RELIABILITY.md §5.2): reset storms (F11), replies lost after the command ran (F12), a half-open
+(docs/reliability.md §5.2): reset storms (F11), replies lost after the command ran (F12), a half-open
 network shorter (F13) and longer (F14) than the lease, and a slow Redis (F25)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from jobd.errors import RedisUnavailable
-from jobd.scripts import SCRIPTS
+from jobd.redis.scripts import SCRIPTS
 from jobd.sync_client import SyncClient
 from tests.chaos.conftest import GUARD, LEASE, LONG, Chaos, until
 from tests.support.checker import Expect

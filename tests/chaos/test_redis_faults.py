@@ -1,4 +1,4 @@
-"""Faults of Redis itself (RELIABILITY.md §5.2): kill -9 and restart with AOF (F7) and without
+"""Faults of Redis itself (docs/reliability.md §5.2): kill -9 and restart with AOF (F7) and without
 persistence (F8), pauses longer (F9) and shorter (F10) than the lease, the script cache flushed
 (F19), and Redis full at maxmemory (F20). Every scenario ends with the invariant checker."""
 

@@ -1,4 +1,4 @@
-"""Redis topologies other than one server (RELIABILITY.md §5.2 F17, F18); slow, so behind markers:
+"""Redis topologies other than one server (docs/reliability.md §5.2 F17, F18); slow, so behind markers:
 `python -m pytest -m sentinel` and `-m cluster`.
 
 Where jobd stands (the README's Guarantees name these limits):
@@ -27,8 +27,8 @@ import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
 
-from jobd.store import Finish, Store
 from jobd.sync_client import SyncClient
+from jobd.worker.store import Finish, Store
 from tests.chaos.conftest import Chaos, until
 from tests.support.checker import Expect, assert_invariants, snapshot
 from tests.support.daemon import Daemon

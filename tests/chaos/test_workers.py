@@ -1,4 +1,4 @@
-"""Faults of the workers themselves (RELIABILITY.md §5.2): none (F1), kill -9 once (F2) and in a storm
+"""Faults of the workers themselves (docs/reliability.md §5.2): none (F1), kill -9 once (F2) and in a storm
 (F3), a job that kills its worker (F4), SIGTERM drains (F5, F6), a worker paused past its lease
 (F15), and a job that blocks the event loop (F16). Every scenario ends with the invariant checker."""
 

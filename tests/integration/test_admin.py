@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from jobd import admin_dead
-from jobd.keys import QueueKeys
-from jobd.scripts import run_sync
+from jobd.cli import dead as admin_dead
+from jobd.redis.keys import QueueKeys
+from jobd.redis.scripts import run_sync
 from jobd.sync_client import SyncClient
 from tests.support.redis_server import RedisServer
 

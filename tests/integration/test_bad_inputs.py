@@ -1,4 +1,4 @@
-"""Bad inputs B7-B16, B20 and B21 of RELIABILITY.md §5.3 against an in-process worker and a real Redis.
+"""Bad inputs B7-B16, B20 and B21 of docs/reliability.md §5.3 against an in-process worker and a real Redis.
 
 Each case ends with one clear error naming the culprit, the job in the dead letters (or failed) with
 its reason and metric, and the same worker still running a follow-up job: no crash, no silent drop.
@@ -30,10 +30,10 @@ from jobd.errors import (
     SerializationError,
     UnknownFunction,
 )
-from jobd.keys import QueueKeys
 from jobd.model import JobStatus
+from jobd.redis.keys import QueueKeys
 from jobd.signing import SIGNING_KEY_ENV, sign
-from jobd.worker import State, Worker
+from jobd.worker.lifecycle import State, Worker
 from tests.support.redis_server import RedisServer
 from tests.support.wait import async_wait_until
 from tests.support.worker import running_worker, settings_for

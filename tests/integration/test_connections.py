@@ -1,4 +1,4 @@
-"""jobd's asyncio connections (jobd.connect._LeanConnection) against a real Redis: commands the
+"""jobd's asyncio connections (jobd.redis.connect._LeanConnection) against a real Redis: commands the
 socket takes at once, commands too big for it, and a write that Redis never reads."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from jobd.connect import execute_raw, open_async
+from jobd.redis.connect import execute_raw, open_async
 from tests.support.redis_server import RedisServer
 
 

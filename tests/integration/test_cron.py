@@ -15,13 +15,13 @@ import redis
 import redis.asyncio
 
 from jobd.client import Client
-from jobd.cron import cron_overview, job_id_for
-from jobd.keys import QueueKeys
+from jobd.config.settings import Settings
 from jobd.model import JobStatus
-from jobd.registry import build_registry
-from jobd.scheduler import CronScheduler
-from jobd.settings import Settings
-from jobd.worker import Worker
+from jobd.redis.keys import QueueKeys
+from jobd.worker.cron import cron_overview, job_id_for
+from jobd.worker.functions import build_registry
+from jobd.worker.lifecycle import Worker
+from jobd.worker.scheduler import CronScheduler
 from tests.support.wait import async_wait_until
 from tests.support.worker import running_worker, settings_for
 
@@ -166,14 +166,14 @@ async def test_restart_across_ticks_with_skip(redis_url: str, key_prefix: str) -
     settings = minutely(redis_url, key_prefix, "skip")
     clock = Clock(utc(2026, 5, 1, 10, 0, 30))
     async with idle_worker(settings) as before:
-        scheduler = CronScheduler(before, now=clock)
+        scheduler = CronScheduler(before.context, now=clock)
         await scheduler.start()
         clock.now = utc(2026, 5, 1, 10, 1, 0, 200_000)
         await scheduler.evaluate()
     assert queued_ids(redis_url, key_prefix) == ids(utc(2026, 5, 1, 10, 1))
     clock.now = utc(2026, 5, 1, 10, 5, 30)  # down from 10:01:00.2 to 10:05:30
     async with idle_worker(settings) as after:
-        scheduler = CronScheduler(after, now=clock)
+        scheduler = CronScheduler(after.context, now=clock)
         await scheduler.start()
         assert queued_ids(redis_url, key_prefix) == ids(utc(2026, 5, 1, 10, 1)), "nothing at start"
         assert scheduler.seconds_to_next_tick() == 30
@@ -187,14 +187,17 @@ async def test_restart_across_ticks_with_run_once(redis_url: str, key_prefix: st
     settings = minutely(redis_url, key_prefix, "run-once")
     clock = Clock(utc(2026, 5, 1, 10, 0, 30))
     async with idle_worker(settings) as before:
-        scheduler = CronScheduler(before, now=clock)
+        scheduler = CronScheduler(before.context, now=clock)
         await scheduler.start()
         assert queued_ids(redis_url, key_prefix) == set(), "a new entry waits for its first tick"
         clock.now = utc(2026, 5, 1, 10, 1, 0, 200_000)
         await scheduler.evaluate()
     clock.now = utc(2026, 5, 1, 10, 5, 30)
     async with idle_worker(settings) as after, idle_worker(settings) as also_after:
-        restarted = [CronScheduler(after, now=clock), CronScheduler(also_after, now=clock)]
+        restarted = [
+            CronScheduler(after.context, now=clock),
+            CronScheduler(also_after.context, now=clock),
+        ]
         for scheduler in restarted:
             await scheduler.start()
         # the 10:05 tick ran once for the fleet; 10:02 to 10:04 are missed, counted once
@@ -221,7 +224,10 @@ async def test_a_stalled_worker_catches_up_without_firing_a_tick_twice(
     settings = minutely(redis_url, key_prefix, "skip")
     clock = Clock(utc(2026, 5, 1, 10, 0, 30))
     async with idle_worker(settings) as stalled, idle_worker(settings) as punctual:
-        late, on_time = CronScheduler(stalled, now=clock), CronScheduler(punctual, now=clock)
+        late, on_time = (
+            CronScheduler(stalled.context, now=clock),
+            CronScheduler(punctual.context, now=clock),
+        )
         await late.start()
         await on_time.start()
         for minute in (1, 2):
@@ -270,6 +276,6 @@ async def test_disabled_entries_and_burst_workers_fire_nothing(
     ]
     settings = settings_for(redis_url, key_prefix, cron=entries)
     async with idle_worker(settings) as worker, idle_worker(settings, burst=True) as burst:
-        assert [target.entry.name for target in CronScheduler(worker).targets] == ["on"]
-        assert CronScheduler(burst).targets == []
-        await CronScheduler(burst).run()  # returns at once
+        assert [target.entry.name for target in CronScheduler(worker.context).targets] == ["on"]
+        assert CronScheduler(burst.context, burst=True).targets == []
+        await CronScheduler(burst.context, burst=True).run()  # returns at once

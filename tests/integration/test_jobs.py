@@ -10,8 +10,8 @@ import redis
 
 from jobd.client import Client
 from jobd.errors import JobAborted, JobFailed, JobNotFound
-from jobd.keys import QueueKeys
 from jobd.model import JobStatus
+from jobd.redis.keys import QueueKeys
 from jobd.sync_client import SyncClient
 from tests.support.wait import async_wait_until
 from tests.support.worker import running_worker, settings_for

@@ -12,9 +12,9 @@ import redis
 import redis.asyncio
 
 from jobd.client import Client
-from jobd.keys import QueueKeys
 from jobd.model import ErrorInfo
-from jobd.store import Finish, Store
+from jobd.redis.keys import QueueKeys
+from jobd.worker.store import Finish, Store
 from tests.support.redis_server import RedisServer
 
 StoreFactory = Callable[..., Store]

@@ -1,5 +1,5 @@
 """A reference model of the Lua scripts, and a Hypothesis state machine that runs the real scripts
-against a real redis-server next to it (RELIABILITY.md §5.4).
+against a real redis-server next to it (docs/reliability.md §5.4).
 
 The machine plays producers, an operator and two worker slots through the same wrappers jobd uses
 (`Client`, `Store`, the admin scripts): enqueue, claim, renew, finish, retry, requeue (drain),
@@ -11,7 +11,7 @@ that owns it, a stale token changes nothing, no job disappears unless purged, cl
 priority then FIFO order, `tries` and `lost` change only as the model says.
 
 With `replay`, every script call is sent a second time with the same arguments (what redis-py does
-after a lost reply, RELIABILITY.md finding 3) and Redis must hold exactly the same data as after
+after a lost reply, docs/reliability.md finding 3) and Redis must hold exactly the same data as after
 the first: only the heartbeat times and the queue's activity clock may move.
 
 Time: leases are long (60 s) so that nothing expires by itself during a run; a crash or partition
@@ -40,11 +40,11 @@ from hypothesis.stateful import (
 )
 
 from jobd.client import Client
-from jobd.execute import ClaimedJob
-from jobd.keys import QueueKeys
 from jobd.model import ErrorInfo, encode_error
-from jobd.scripts import run_async
-from jobd.store import ABORTED_KEEP_MS, Finish, Store
+from jobd.redis.keys import QueueKeys
+from jobd.redis.scripts import run_async
+from jobd.worker.runner import ClaimedJob
+from jobd.worker.store import ABORTED_KEEP_MS, Finish, Store
 
 QUEUE = "default"
 LEASE_MS = 60_000

@@ -1,4 +1,4 @@
-"""Replay safety of every Lua script (RELIABILITY.md finding 3, §5.4): redis-py sends a command again
+"""Replay safety of every Lua script (docs/reliability.md finding 3, §5.4): redis-py sends a command again
 after a lost reply, so each script call, sent twice with the same arguments from any state the
 model reaches, must leave Redis exactly as one call did (only heartbeat times and the queue's
 activity clock may move) and answer as a replay."""

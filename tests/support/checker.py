@@ -1,4 +1,4 @@
-"""The invariants I1-I8 of the chaos suite (RELIABILITY.md §5.1), checked over the ledger and the
+"""The invariants I1-I8 of the chaos suite (docs/reliability.md §5.1), checked over the ledger and the
 final Redis state. One checker for every scenario; each scenario states what it expects
 (:class:`Expect`): which jobs were acknowledged, which must be dead-lettered, which processes were
 killed or drained (their unfinished runs explain a re-run), and which jobs may have a zombie.

@@ -1,4 +1,4 @@
-"""An in-process TCP chaos proxy for fault tests (RELIABILITY.md §5.1): point a worker's
+"""An in-process TCP chaos proxy for fault tests (docs/reliability.md §5.1): point a worker's
 ``redis.url`` at :attr:`ChaosProxy.url` and switch faults at runtime from the test.
 
 Modes (:meth:`set_mode`): ``pass``; ``blackhole`` (sockets stay open, nothing is forwarded: a

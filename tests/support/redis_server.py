@@ -32,7 +32,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from jobd.embedded import bundled_server
+from jobd.redis.embedded import bundled_server
 
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0

@@ -9,10 +9,10 @@ from typing import Any
 
 import tomli_w
 
-from jobd import config
-from jobd.registry import build_registry
-from jobd.settings import Settings
-from jobd.worker import State, Worker
+from jobd.config import loader as config
+from jobd.config.settings import Settings
+from jobd.worker.functions import build_registry
+from jobd.worker.lifecycle import State, Worker
 from tests.support.wait import async_wait_until
 
 TEST_FUNCTIONS = (

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobd.cli import build_parser
-from jobd.keys import QueueKeys, RegistryKeys
+from jobd.cli.entry import build_parser
 from jobd.model import JobStatus
+from jobd.redis.keys import QueueKeys, RegistryKeys
 from jobd.sync_client import SyncClient
 from tests.support.daemon import REPO_ROOT, write_config
 from tests.support.redis_server import RedisServer, free_port
@@ -31,7 +31,7 @@ from tests.system.conftest import MakeDaemon
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
 GUARD = 30.0
 """Deadline of every subprocess and wait: a hang guard, not a timing assertion."""
-TEMPLATE = REPO_ROOT / "jobd" / "templates" / "jobs.toml"
+TEMPLATE = REPO_ROOT / "jobd" / "config" / "templates" / "jobs.toml"
 
 
 def jobd(*args: str, cwd: Path = REPO_ROOT, **env: str) -> subprocess.CompletedProcess[str]:
@@ -125,7 +125,7 @@ def make_dead(
 def publish_worker(
     connection: redis.Redis, prefix: str, worker_id: str, queues: Sequence[str], *, live_ms: int
 ) -> None:
-    """A worker's registry entry, as the worker publishes it (see jobd.keys.RegistryKeys)."""
+    """A worker's registry entry, as the worker publishes it (see jobd.redis.keys.RegistryKeys)."""
     keys = RegistryKeys(prefix)
     now = server_ms(connection)
     connection.zadd(keys.index, {worker_id: now + live_ms})

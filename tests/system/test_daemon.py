@@ -465,7 +465,7 @@ def test_redis_paused_past_the_lease_runs_no_job_twice(
     tmp_path: Path, own_redis: RedisServer, key_prefix: str, ledger: Ledger, make_daemon: MakeDaemon
 ) -> None:
     # Two workers of concurrency 3 share the 5 jobs: after the pause every heartbeat looks expired,
-    # and a worker's reaper may run before the other worker renews (RELIABILITY.md F9).
+    # and a worker's reaper may run before the other worker renews (docs/reliability.md F9).
     config = write_config(
         tmp_path,
         own_redis.url,

@@ -101,7 +101,7 @@ def test_every_metric_the_deployment_queries_is_served(scrape: Scrape) -> None:
 
 
 def test_the_served_metrics_are_the_registry_the_unit_tests_check(scrape: Scrape) -> None:
-    # The unit tests compare the files with jobd.metrics.Metrics; the daemon must serve just that.
+    # The unit tests compare the files with jobd.ops.metrics.Metrics; the daemon must serve just that.
     assert scrape.sample_names() == set(registry_samples())
 
 

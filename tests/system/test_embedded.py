@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import redis
 
-from jobd import embedded
-from jobd.config import load
+from jobd.config.loader import load
 from jobd.model import JobStatus
+from jobd.redis import embedded
 from jobd.sync_client import SyncClient
 from tests.support.daemon import REPO_ROOT, write_config
 from tests.support.wait import wait_until

@@ -1,6 +1,6 @@
 """Security of a real deployment: TLS with CA and client certificates against a redis-server started
 with files that `openssl` makes here, Redis ACL users, secrets that never show, and the HTTP
-listener under abuse (RELIABILITY.md §5.3 B18 and B23, issue 5 "Security").
+listener under abuse (docs/reliability.md §5.3 B18 and B23, issue 5 "Security").
 
 Every configuration or credential mistake stops the daemon with exit 78 and one message saying what
 to change, instead of an endless reconnect loop.
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from jobd import config
+from jobd.config import loader as config
+from jobd.config.settings import HttpSettings
 from jobd.errors import RedisTLSError
 from jobd.model import JobStatus
-from jobd.settings import HttpSettings
+from jobd.redis.tls import diagnose
 from jobd.sync_client import SyncClient
-from jobd.tls import diagnose
 from tests.support.daemon import REPO_ROOT, Daemon, write_config
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.wait import wait_until

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from jobd.blocking import BlockWatch
-from jobd.execute import ClaimedJob
+from jobd.worker.blocking import BlockWatch
+from jobd.worker.runner import ClaimedJob
 from tests.support.wait import async_wait_until
 
 THRESHOLD = 0.05

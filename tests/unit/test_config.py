@@ -16,9 +16,8 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobd.config import dump, load, loads, warnings_for
-from jobd.errors import ConfigError
-from jobd.settings import (
+from jobd.config.loader import dump, load, loads, warnings_for
+from jobd.config.settings import (
     Backoff,
     CronSettings,
     FunctionSettings,
@@ -26,6 +25,7 @@ from jobd.settings import (
     RetrySettings,
     Settings,
 )
+from jobd.errors import ConfigError
 
 FORMAT = 'expected a duration like "250ms", "30s", "5m", "1h", "2d" or a number of seconds'
 NAME_RULE = "may only contain letters, digits and _ . : - (1 to 100 characters)"
@@ -708,7 +708,7 @@ def test_warning_without_functions_and_none_for_a_plain_file() -> None:
 
 
 def template_text() -> str:
-    return resources.files("jobd").joinpath("templates/jobs.toml").read_text()
+    return resources.files("jobd.config").joinpath("templates/jobs.toml").read_text()
 
 
 def test_template_loads_to_the_defaults() -> None:

@@ -11,7 +11,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.sentinel
 
-from jobd.connect import open_async, open_sync, parse_topology, topology_kind
+from jobd.redis.connect import open_async, open_sync, parse_topology, topology_kind
 
 
 @pytest.mark.parametrize(
@@ -109,15 +109,20 @@ async def test_hiredis_packing_refuses_what_redis_py_refuses(bad: object) -> Non
 
 def test_a_hiredis_without_a_packer_leaves_packing_to_redis_py() -> None:
     """hiredis before 2.2 parses replies but has no pack_command (found with hiredis 2.0.0, which
-    pyproject allows): every command then failed with AttributeError. Now redis-py packs."""
+    pyproject allows): every command then failed with AttributeError. Now redis-py packs.
+
+    The old hiredis is imitated in full, version included, before redis-py is imported: redis-py
+    8.2 and newer read `hiredis.__version__` and use hiredis's packer themselves from 3.2 on, so a
+    module without the packer but with a new version number is one that never existed."""
     pytest.importorskip("hiredis")
     code = (
         "import asyncio, hiredis\n"
+        "hiredis.__version__ = '2.0.0'\n"
         "if hasattr(hiredis, 'pack_command'):\n"
         "    del hiredis.pack_command\n"
-        "import jobd.connect\n"
-        "assert jobd.connect.hiredis is None\n"
-        "pool = jobd.connect.open_async('redis://localhost/0').connection_pool\n"
+        "import jobd.redis.connect\n"
+        "assert jobd.redis.connect.hiredis is None\n"
+        "pool = jobd.redis.connect.open_async('redis://localhost/0').connection_pool\n"
         "ours = pool.connection_class(**pool.connection_kwargs)\n"
         "theirs = type(ours).__mro__[2](**pool.connection_kwargs)\n"
         f"arguments = {PACKED_ARGUMENTS[0]!r}\n"

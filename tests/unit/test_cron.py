@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobd import config
-from jobd.commands import check_job_id
-from jobd.cron import (
+from jobd.config import loader as config
+from jobd.config.settings import CronSettings, MissedPolicy
+from jobd.errors import ConfigError
+from jobd.model import check_job_id
+from jobd.worker.cron import (
     entry_of,
     job_id_for,
     latest_ticks,
@@ -22,8 +24,6 @@ from jobd.cron import (
     start_ticks,
     ticks_between,
 )
-from jobd.errors import ConfigError
-from jobd.settings import CronSettings, MissedPolicy
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jobd.deadlines import Deadlines
+from jobd.worker.deadlines import Deadlines
 
 
 class Clock:

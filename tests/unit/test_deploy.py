@@ -30,14 +30,15 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from jobd import config, metrics
-from jobd.cli_parser import build_parser
+from jobd.cli.parser import build_parser
+from jobd.config import loader as config
+from jobd.config.durations import parse_duration
+from jobd.config.settings import WorkerSettings
 from jobd.daemon import EXIT_CONFIG
-from jobd.durations import parse_duration
-from jobd.health import Health
-from jobd.http import HttpServer
-from jobd.settings import WorkerSettings
-from jobd.systemd import Notifier
+from jobd.ops import metrics
+from jobd.ops.health import Health
+from jobd.ops.probes import HttpServer
+from jobd.ops.systemd import Notifier
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobd.durations import format_duration, parse_duration
+from jobd.config.durations import format_duration, parse_duration
 
 FORMAT = 'expected a duration like "250ms", "30s", "5m", "1h", "2d" or a number of seconds'
 

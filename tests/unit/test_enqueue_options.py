@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from jobd import commands
+from jobd.client import operations as commands
 from jobd.errors import InvalidJobOption
+from jobd.model import check_job_id
 
 
 def test_defaults_and_conversions() -> None:
@@ -61,12 +62,12 @@ def test_bad_options_are_named(options: dict[str, object], message: str) -> None
 @pytest.mark.parametrize("job_id", ["", "has space", "new\nline", "nul\x00", "x" * 201])
 def test_bad_job_ids(job_id: str) -> None:
     with pytest.raises(InvalidJobOption, match=r"job_id .* is not valid"):
-        commands.check_job_id(job_id)
+        check_job_id(job_id)
 
 
 @pytest.mark.parametrize("job_id", ["welcome:42", "a{b}c", "ü-ß", "x" * 200])
 def test_good_job_ids(job_id: str) -> None:
-    assert commands.check_job_id(job_id) == job_id
+    assert check_job_id(job_id) == job_id
 
 
 def test_bad_function_name() -> None:

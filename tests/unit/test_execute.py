@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 import jobd
-from jobd.execute import ClaimedJob, Outcome, Runner
 from jobd.model import encode_payload
 from jobd.serializer import JsonSerializer
+from jobd.worker.runner import ClaimedJob, Outcome, Runner
 
 
 @pytest.fixture

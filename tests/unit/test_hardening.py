@@ -10,14 +10,14 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
 
-from jobd import config
-from jobd.commands import check_job_id
+from jobd.config import loader as config
+from jobd.config.settings import WorkerSettings, redact_url
 from jobd.errors import InvalidJobOption
-from jobd.execute import _retry_delay
-from jobd.producer import auth_message, is_auth_error
-from jobd.settings import WorkerSettings, redact_url
+from jobd.model import check_job_id
+from jobd.redis.auth import auth_message, is_auth_error
+from jobd.redis.tls import tls_problem
 from jobd.signing import sign, signature_problem
-from jobd.tls import tls_problem
+from jobd.worker.runner import _retry_delay
 
 KEY = b"k" * 32
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import jobd.logs
-from jobd.logs import MAX_PENDING, TEXT_FORMAT, BatchingStreamHandler, TextFormatter, log_fast
+import jobd.ops.logs
+from jobd.ops.logs import MAX_PENDING, TEXT_FORMAT, BatchingStreamHandler, TextFormatter, log_fast
 from tests.support.wait import wait_until
 
 
@@ -167,7 +167,7 @@ class Collect(logging.Handler):
 @pytest.fixture
 def lean(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collect]:
     """The switches setup_logging sets, and a logger whose records are collected."""
-    monkeypatch.setattr(jobd.logs, "_prototypes", {})
+    monkeypatch.setattr(jobd.ops.logs, "_prototypes", {})
     monkeypatch.setattr(logging, "_srcfile", None)
     for switch in ("logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, switch, False)

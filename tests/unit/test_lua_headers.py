@@ -6,7 +6,15 @@ import re
 
 import pytest
 
-from jobd.scripts import SCRIPT_NAMES, SCRIPTS, SHEBANG, _read, declared_keys, header, run_sync
+from jobd.redis.scripts import (
+    SCRIPT_NAMES,
+    SCRIPTS,
+    SHEBANG,
+    _read,
+    declared_keys,
+    header,
+    run_sync,
+)
 
 
 @pytest.mark.parametrize("name", SCRIPT_NAMES)

@@ -1,4 +1,4 @@
-"""Payload fuzzing (RELIABILITY.md §5.4): whatever bytes sit in a job's payload, decoding gives the
+"""Payload fuzzing (docs/reliability.md §5.4): whatever bytes sit in a job's payload, decoding gives the
 call's arguments or exactly one PayloadError, never another exception. Fixed seed."""
 
 from __future__ import annotations

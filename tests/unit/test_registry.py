@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jobd.config import loads
+from jobd.config.loader import loads
+from jobd.config.settings import Settings
 from jobd.errors import ImportPathError
-from jobd.registry import RegisteredFunction, build_registry, check, import_path, load_hooks
-from jobd.settings import Settings
+from jobd.worker.functions import RegisteredFunction, build_registry, check, import_path, load_hooks
 
 MODULES = {
     "__init__.py": "",

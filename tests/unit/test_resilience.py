@@ -14,7 +14,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobd.errors import RedisAuthError
-from jobd.resilience import RedisCaller, RedisHealth, is_transient
+from jobd.worker.resilience import RedisCaller, RedisHealth, is_transient
 
 
 def failing(*errors: Exception) -> object:

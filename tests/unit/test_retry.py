@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobd.retry import backoff_delay
-from jobd.settings import Backoff, RetrySettings
+from jobd.config.settings import Backoff, RetrySettings
+from jobd.worker.backoff import backoff_delay
 
 EXPONENTIAL = RetrySettings(backoff=Backoff.EXPONENTIAL, base=1.0, max=60.0, jitter=False)
 

@@ -1,0 +1,53 @@
+"""The producer side: `Client` (asyncio) and `SyncClient` with their job handles, and the errors a
+producer catches, so that one import line is enough::
+
+    from jobd.client import Client, JobFailed
+
+Needs only `redis`: nothing here loads the worker, the daemon or their dependencies.
+
+    async_client.py   Client, Job: the asyncio client and its job handle
+    sync_client.py    SyncClient, SyncJob: the same for synchronous code
+    producer.py       what both share: option checks, the serializer, reading jobs.toml
+    operations.py     the producer operations written once, without I/O (sans-IO generators)
+"""
+
+from jobd.client.async_client import Client, Job
+from jobd.client.sync_client import SyncClient, SyncJob
+from jobd.errors import (
+    InvalidJobOption,
+    JobAborted,
+    JobdError,
+    JobFailed,
+    JobNotFound,
+    NotReplicated,
+    PayloadTooLarge,
+    RedisAuthError,
+    RedisFull,
+    RedisTLSError,
+    RedisUnavailable,
+    SerializationError,
+    UnknownFunction,
+)
+from jobd.model import JobInfo, JobStatus
+
+__all__ = [
+    "Client",
+    "InvalidJobOption",
+    "Job",
+    "JobAborted",
+    "JobFailed",
+    "JobInfo",
+    "JobNotFound",
+    "JobStatus",
+    "JobdError",
+    "NotReplicated",
+    "PayloadTooLarge",
+    "RedisAuthError",
+    "RedisFull",
+    "RedisTLSError",
+    "RedisUnavailable",
+    "SerializationError",
+    "SyncClient",
+    "SyncJob",
+    "UnknownFunction",
+]
