@@ -1,15 +1,16 @@
-# Developer shortcuts. .ci/run runs the same install/test commands without make:
+# Developer shortcuts. .ci/run runs the same install/lint/type/test commands without make:
 # keep the two (and the README test command) in sync.
 PYTHON ?= python
 
-.PHONY: install lint type test bench
+.PHONY: install lint type test bench lock check-newest check-floors
 
 install:
-	$(PYTHON) -m pip install -e '.[test]'
+	$(PYTHON) -m pip install --require-hashes --no-deps -r requirements/ci.txt
+	$(PYTHON) -m pip install --no-deps --no-build-isolation -e .
 
 lint:
-	ruff check jobd tests
-	ruff format --check jobd tests
+	ruff check jobd tests bench examples
+	ruff format --check jobd tests bench examples
 
 type:
 	mypy
@@ -19,3 +20,12 @@ test:
 
 bench:
 	$(PYTHON) -m bench
+
+lock:
+	.ci/lock
+
+check-newest:
+	.ci/check-deps newest
+
+check-floors:
+	.ci/check-deps floors
