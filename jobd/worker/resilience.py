@@ -48,6 +48,16 @@ TRANSIENT_ERRORS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownE
 """The same replies as redis-py raises them: it strips the code from the message of these (OOM,
 READONLY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN), so the prefixes above never match them (found by
 tests/chaos F20: a full Redis was treated as an unexpected error)."""
+COUNTED_ERRORS = (
+    "ConnectionError",
+    "TimeoutError",
+    "BusyLoadingError",
+    "ResponseError",
+    *(error.__name__ for error in TRANSIENT_ERRORS),
+)
+"""The classes of the errors a worker's Redis calls usually fail with: jobd_redis_errors_total
+starts at 0 for each, so that rate() over it sees the first error (a series that appears with its
+first increment hides that increment). Other classes appear when they first occur."""
 
 
 def is_transient(error: BaseException) -> bool:
@@ -71,6 +81,9 @@ class RedisHealth:
         self.reconnects = 0
         self._metrics = metrics
         self._on_change = on_change
+        if metrics is not None:
+            for name in COUNTED_ERRORS:
+                metrics.redis_errors.labels(name)
 
     def failed(self, what: str, error: BaseException) -> None:
         self.errors += 1

@@ -123,6 +123,8 @@ def test_labels_the_deployment_queries_are_on_the_served_series(scrape: Scrape) 
     assert {"queue", "state"} <= scrape.labels["jobd_queue_jobs"]
     assert {"queue", "le"} <= scrape.labels["jobd_job_queue_wait_seconds_bucket"]
     assert {"queue", "function", "reason"} <= scrape.labels["jobd_jobs_dead_lettered_total"]
+    # A worker that never saw a Redis error serves the series the Redis-errors alert rates.
+    assert scrape.labels["jobd_redis_errors_total"] == {"error"}
 
 
 def test_the_probes_get_their_answers_from_the_running_daemon(daemon: Daemon) -> None:

@@ -14,6 +14,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobd.errors import RedisAuthError
+from jobd.ops.metrics import Metrics
 from jobd.worker.resilience import RedisCaller, RedisHealth, is_transient
 
 
@@ -35,6 +36,19 @@ async def test_transient_errors_are_retried_and_health_recovers() -> None:
     call = failing(RedisConnectionError("reset"), ResponseError("LOADING Redis is loading"))
     assert await caller("claim", call) == "done"  # type: ignore[arg-type]
     assert health.available and health.errors == 2 and health.reconnects == 1
+
+
+def test_redis_errors_start_at_zero_for_the_usual_classes() -> None:
+    """A healthy worker's /metrics already has the series an alert on
+    rate(jobd_redis_errors_total[5m]) reads, so the first error shows as an increase."""
+    metrics = Metrics()
+    assert "jobd_redis_errors_total{" not in metrics.render().decode()  # the check below can fail
+    health = RedisHealth(metrics)
+    text = metrics.render().decode()
+    for name in ("ConnectionError", "TimeoutError", "OutOfMemoryError", "ReadOnlyError"):
+        assert f'jobd_redis_errors_total{{error="{name}"}} 0.0' in text
+    health.failed("claim", RedisConnectionError("reset"))
+    assert 'jobd_redis_errors_total{error="ConnectionError"} 1.0' in metrics.render().decode()
 
 
 async def test_other_errors_raise_unless_keep_trying() -> None:
