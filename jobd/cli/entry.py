@@ -1,8 +1,8 @@
 """The `jobd` command line: argument parsing and exit codes; the work is done elsewhere.
 
 `jobd` / `jobd run` run the worker (jobd.daemon), `jobd check` validates the configuration, and
-the operator commands (status, enqueue, job, dead, config; see jobd/cli_parser.py) live in
-jobd.admin*. Every module behind a command is imported only when that command runs.
+the operator commands (status, enqueue, job, dead, config; see jobd/cli/parser.py) live in
+the other modules of jobd/cli/. Every module behind a command is imported only when that command runs.
 
 Exit codes: 0 ok, 1 operational failure, 2 usage error, 78 configuration or credential error.
 Errors are one line on stderr (a configuration error lists every problem), never a traceback.

@@ -1,5 +1,5 @@
 """`jobd enqueue`, `jobd job show` and `jobd job abort`: one job at a time, through the producer
-client (`jobd.sync_client`)."""
+client (`jobd.client.sync_client`)."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ ABORTED_KEEP_MS = 3_600_000
 
 @dataclass(frozen=True, slots=True)
 class ScriptCall:
-    """Run a Lua script (see jobd/scripts.py)."""
+    """Run a Lua script (see jobd/redis/scripts.py)."""
 
     name: str
     keys: Sequence[str]

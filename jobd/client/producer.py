@@ -1,5 +1,5 @@
 """What the async and the sync producer clients share: option checks, the serializer, the operations
-they drive (jobd.commands), and the job handle's read-only parts. Each client adds only its I/O."""
+they drive (jobd.client.operations), and the job handle's read-only parts. Each client adds only its I/O."""
 
 from __future__ import annotations
 

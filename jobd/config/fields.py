@@ -359,7 +359,7 @@ def optional_name(what: str) -> Rule:
 
 
 def import_path(value: str | None, shown: str) -> str | None:
-    """`package.module:attribute.attribute`; None (key absent) is fine. `jobd.registry` imports."""
+    """`package.module:attribute.attribute`; None (key absent) is fine. `jobd.worker.functions` imports."""
     if value is None or is_import_path(value):
         return None
     return f'expected "module:attribute" like "myapp.jobs:send_email", got {shown}'

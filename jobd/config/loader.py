@@ -1,6 +1,6 @@
 """Load `jobs.toml` into a frozen `Settings`, reporting every problem at once in one `ConfigError`.
 
-One walk guided by the dataclasses of `jobd.settings` reads the TOML; `jobd.config_fields` converts
+One walk guided by the dataclasses of `jobd.config.settings` reads the TOML; `jobd.config.fields` converts
 the single values. The only module of jobd that reads `os.environ`.
 """
 

@@ -22,7 +22,7 @@ DERIVED: Mapping[str, Any] = MappingProxyType({"derived": True})
 REDACTED = "***"
 
 EMBEDDED_URL = "embedded"
-"""`redis.url = "embedded"`: jobd starts a private Redis in `redis.data_dir` (see jobd.embedded)."""
+"""`redis.url = "embedded"`: jobd starts a private Redis in `redis.data_dir` (see jobd.redis.embedded)."""
 
 
 _USER_INFO = re.compile(r"^(?P<scheme>[^:/?#]*://)(?P<userinfo>[^/?#]*)@")
@@ -98,7 +98,7 @@ class RedisSettings:
     """Where Redis is. Its `repr` never shows the password."""
 
     # redis://[[user]:password@]host[:port][/db], rediss:// for TLS, unix:///path/to/socket, or
-    # "embedded": a private Redis that jobd starts itself (development only; see jobd.embedded)
+    # "embedded": a private Redis that jobd starts itself (development only; see jobd.redis.embedded)
     url: str = "redis://localhost:6379/0"
     # every key jobd writes starts with "<key_prefix>:"
     key_prefix: str = "jobd"

@@ -123,7 +123,7 @@ class RegistryKeys:
                                        processed, version, started_at (ms), heartbeat_at (ms);
                                        expires a few heartbeats after the last one
     <prefix>:epoch               STR   when this prefix's data began (ms): gone or changed after
-                                       a Redis restart means the data was lost (jobd.serverwatch)
+                                       a Redis restart means the data was lost (jobd.ops.serverwatch)
     """
 
     prefix: str

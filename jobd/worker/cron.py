@@ -1,6 +1,6 @@
 """Cron: when the ticks of a [[cron]] entry fall, and the job id of each tick. Pure: times are
 arguments (aware datetimes; ticks are returned in UTC), never read from a clock here, so tests
-inject them. The worker's loop that fires the ticks is `jobd.scheduler`; `cron_overview` reads
+inject them. The worker's loop that fires the ticks is `jobd.worker.scheduler`; `cron_overview` reads
 the entries' state for `jobd status` / `jobd cron list` through the client it is given.
 
 Ticks come from croniter, iterated from a tick (or a bound) in the entry's time zone: never by

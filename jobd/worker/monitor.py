@@ -81,7 +81,7 @@ class Monitor:
             await client.aclose()
 
     async def _observe_server(self, client: redis.asyncio.Redis) -> None:
-        """Startup checks and data-loss detection (jobd.serverwatch), outside the probe's timeout:
+        """Startup checks and data-loss detection (jobd.ops.serverwatch), outside the probe's timeout:
         a slow Redis is not an unavailable one."""
         try:
             async with asyncio.timeout(5 * PROBE_TIMEOUT):

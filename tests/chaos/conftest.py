@@ -22,7 +22,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobd.sync_client import SyncClient
+from jobd.client import SyncClient
 from tests.support.checker import Entry, Expect, assert_invariants, read_ledger, snapshot
 from tests.support.daemon import Daemon, write_config
 from tests.support.redis_server import RedisServer

@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from jobd.client import Client
+from jobd.client import Client, SyncClient
 from jobd.config.settings import Settings
 from jobd.redis.keys import QueueKeys
-from jobd.sync_client import SyncClient
 from jobd.worker.cron import job_id_for
 from jobd.worker.functions import build_registry
 from jobd.worker.lifecycle import Worker

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from jobd.client import SyncClient
 from jobd.errors import RedisUnavailable
 from jobd.redis.scripts import SCRIPTS
-from jobd.sync_client import SyncClient
 from tests.chaos.conftest import GUARD, LEASE, LONG, Chaos, until
 from tests.support.checker import Expect
 from tests.support.daemon import Daemon

@@ -10,9 +10,9 @@ import time
 import pytest
 import redis
 
+from jobd.client import SyncClient
 from jobd.errors import RedisFull
 from jobd.model import JobStatus
-from jobd.sync_client import SyncClient
 from tests.chaos.conftest import GUARD, LEASE, Chaos, until
 from tests.support.checker import Expect
 from tests.support.daemon import Daemon

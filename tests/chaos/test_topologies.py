@@ -3,10 +3,10 @@
 
 Where jobd stands (the README's Guarantees name these limits):
 - F18 Redis Cluster: every key of a queue shares the hash tag `{queue}`, so every script touches one
-  slot. A `redis+cluster://` URL (jobd.connect) gives workers and producers redis-py's cluster
+  slot. A `redis+cluster://` URL (jobd.redis.connect) gives workers and producers redis-py's cluster
   client, which routes each call by its key; a script that a node does not know yet goes there
   once with EVAL. The first test drives the store directly, the second runs workers.
-- F17 Sentinel: with a `redis+sentinel://` URL (jobd.connect) workers and producers ask the
+- F17 Sentinel: with a `redis+sentinel://` URL (jobd.redis.connect) workers and producers ask the
   Sentinels for the primary; after a failover the demoted primary's first READONLY reply ends the
   connection (redis-py) and the next one goes to the new primary.
 """
@@ -27,7 +27,7 @@ import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
 
-from jobd.sync_client import SyncClient
+from jobd.client import SyncClient
 from jobd.worker.store import Finish, Store
 from tests.chaos.conftest import Chaos, until
 from tests.support.checker import Expect, assert_invariants, snapshot

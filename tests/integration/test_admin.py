@@ -1,5 +1,5 @@
 """dead_retry.lua and dead_purge.lua against a real Redis: what they change, what they skip, and that
-a replay changes nothing; and the batching of `--all` in jobd.admin_dead."""
+a replay changes nothing; and the batching of `--all` in jobd.cli.dead."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from jobd.cli import dead as admin_dead
+from jobd.client import SyncClient
 from jobd.redis.keys import QueueKeys
 from jobd.redis.scripts import run_sync
-from jobd.sync_client import SyncClient
 from tests.support.redis_server import RedisServer
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jobd.client import Client
+from jobd.client import Client, SyncClient
 from jobd.errors import InvalidJobOption, NotReplicated
-from jobd.sync_client import SyncClient
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
 

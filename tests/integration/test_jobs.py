@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from jobd.client import Client
+from jobd.client import Client, SyncClient
 from jobd.errors import JobAborted, JobFailed, JobNotFound
 from jobd.model import JobStatus
 from jobd.redis.keys import QueueKeys
-from jobd.sync_client import SyncClient
 from tests.support.wait import async_wait_until
 from tests.support.worker import running_worker, settings_for
 

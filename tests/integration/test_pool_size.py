@@ -8,9 +8,8 @@ import threading
 
 import pytest
 
-from jobd.client import Client
+from jobd.client import Client, SyncClient
 from jobd.errors import RedisUnavailable
-from jobd.sync_client import SyncClient
 from tests.support.wait import async_wait_until
 from tests.support.worker import running_worker, settings_for
 

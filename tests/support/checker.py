@@ -318,7 +318,7 @@ def check(entries: list[Entry], state: RedisState, expect: Expect) -> list[str]:
                 problems.append(f"I8 {name}: left by a worker that exited cleanly")
                 continue
         elif rest == "epoch":
-            continue  # one per prefix (jobd.serverwatch)
+            continue  # one per prefix (jobd.ops.serverwatch)
         elif rest == "registry" or rest.startswith("registry:"):
             if expect.clean_exit:
                 problems.append(f"I8 {name}: registry entry left after every worker left "

@@ -20,9 +20,9 @@ import pytest
 import redis
 
 from jobd.cli.entry import build_parser
+from jobd.client import SyncClient
 from jobd.model import JobStatus
 from jobd.redis.keys import QueueKeys, RegistryKeys
-from jobd.sync_client import SyncClient
 from tests.support.daemon import REPO_ROOT, write_config
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.wait import wait_until

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from jobd.client import SyncClient
 from jobd.model import JobStatus
-from jobd.sync_client import SyncClient
 from tests.support.daemon import REPO_ROOT, write_config
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from jobd.client import SyncClient
 from jobd.model import JobStatus
-from jobd.sync_client import SyncClient
 from tests.support.daemon import Daemon, write_config
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until

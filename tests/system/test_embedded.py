@@ -1,6 +1,6 @@
 """`redis.url = "embedded"` with a real server: the daemon starts its private Redis, producers find
 it through the discovery file, jobs queued when it stops run after a restart, a server left behind
-by a killed daemon is reused, and one daemon owns a data dir. `jobd.embedded` itself is run with
+by a killed daemon is reused, and one daemon owns a data dir. `jobd.redis.embedded` itself is run with
 every server binary this machine has (the bundled valkey-server, redis-server on PATH)."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import redis
 
+from jobd.client import SyncClient
 from jobd.config.loader import load
 from jobd.model import JobStatus
 from jobd.redis import embedded
-from jobd.sync_client import SyncClient
 from tests.support.daemon import REPO_ROOT, write_config
 from tests.support.wait import wait_until
 from tests.system.conftest import MakeDaemon

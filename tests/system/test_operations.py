@@ -24,8 +24,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from jobd.client.sync_client import SyncClient, SyncJob
 from jobd.model import JobStatus
-from jobd.sync_client import SyncClient, SyncJob
 from tests.support.daemon import Daemon, write_config
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
@@ -621,7 +621,7 @@ def test_log_level_warning_hides_job_started(
     assert daemon.wait_exit() == EXIT_OK
     entries = json_lines(daemon)
     assert {entry["level"] for entry in entries} <= {"warning", "error", "critical"}
-    # the session's Redis runs without AOF: the startup check warns about it (jobd.serverwatch)
+    # the session's Redis runs without AOF: the startup check warns about it (jobd.ops.serverwatch)
     events = [entry.get("event") for entry in entries if entry.get("event") != "redis_setting"]
     assert events == ["job_retry"]
     assert entries[0]["job_id"] == retried.id

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from jobd.client import SyncClient
 from jobd.config import loader as config
 from jobd.config.settings import HttpSettings
 from jobd.errors import RedisTLSError
 from jobd.model import JobStatus
 from jobd.redis.tls import diagnose
-from jobd.sync_client import SyncClient
 from tests.support.daemon import REPO_ROOT, Daemon, write_config
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.wait import wait_until
@@ -231,7 +231,7 @@ def test_rediss_to_a_plain_port_stops_the_worker(
 
 
 def test_the_tls_diagnosis_asks_the_server(tls_redis: TlsRedis) -> None:
-    """What the worker asks when a connection fails before Redis ever answered (jobd.tls)."""
+    """What the worker asks when a connection fails before Redis ever answered (jobd.redis.tls)."""
     plain_port = (
         f"rediss://127.0.0.1:{tls_redis.server.port}/0?ssl_ca_certs={tls_redis.certificates.ca}"
     )

@@ -1,4 +1,4 @@
-"""Naming the async job that blocked the event loop (jobd.blocking; chaos scenario F16)."""
+"""Naming the async job that blocked the event loop (jobd.worker.blocking; chaos scenario F16)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Redis URLs naming Sentinels or a Cluster (jobd.connect); the failover and cluster runs themselves
+"""Redis URLs naming Sentinels or a Cluster (jobd.redis.connect); the failover and cluster runs themselves
 are tests/chaos/test_topologies.py."""
 
 from __future__ import annotations

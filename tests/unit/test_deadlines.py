@@ -1,4 +1,4 @@
-"""Job timeouts by one sweep (jobd.deadlines): late tasks are cancelled, others are left alone."""
+"""Job timeouts by one sweep (jobd.worker.deadlines): late tasks are cancelled, others are left alone."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ LABEL_VALUES = {
     "state": frozenset(metrics.QUEUE_STATES),
     "reason": frozenset(metrics.DEAD_REASONS),
 }
-"""Labels with a fixed set of values, as jobd.metrics declares them."""
+"""Labels with a fixed set of values, as jobd.ops.metrics declares them."""
 FAKE_ENVIRON = {"REDIS_URL": "redis://redis:6379/0"}
 
 
@@ -304,7 +304,7 @@ def registry_samples() -> dict[str, str]:
 
 
 def declared_labels() -> dict[str, set[str]]:
-    """Family name -> the label names jobd.metrics declares for it."""
+    """Family name -> the label names jobd.ops.metrics declares for it."""
     declared = metrics.Metrics()
     return {
         item._name: set(item._labelnames)

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from jobd.client import Client
+from jobd.client import Client, SyncClient
 from jobd.config.loader import load, loads, warnings_for
 from jobd.config.settings import Settings
 from jobd.errors import ConfigError, PayloadTooLarge, RedisUnavailable
 from jobd.redis import embedded
-from jobd.sync_client import SyncClient
 
 EMBEDDED = '[redis]\nurl = "embedded"\nkey_prefix = "app"\n[worker]\nqueues = ["high", "low"]\n'
 

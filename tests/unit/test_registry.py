@@ -1,4 +1,4 @@
-"""jobd.registry: import paths, the function registry and hooks, on a package in tmp_path."""
+"""jobd.worker.functions: import paths, the function registry and hooks, on a package in tmp_path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- _lib.lua: helpers shared by every jobd script; jobd/scripts.py prepends this file to each script.
+-- _lib.lua: helpers shared by every jobd script; jobd/redis/scripts.py prepends this file to each script.
 -- Time always comes from the Redis server (TIME), so workers with skewed clocks agree.
 if redis.replicate_commands then redis.replicate_commands() end
 
