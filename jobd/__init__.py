@@ -11,6 +11,7 @@ from jobd.errors import (
     JobdError,
     JobFailed,
     Retry,
+    Throttled,
 )
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "JobFailed",
     "JobdError",
     "Retry",
+    "Throttled",
     "__version__",
     "current_job",
 ]

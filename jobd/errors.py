@@ -17,7 +17,8 @@
     ├── JobFailed              job.result() of a job that failed; carries remote type, message, traceback
     └── JobAborted             job.result() of a job that was aborted
 
-`Retry` is not an error of jobd: a job raises it to ask for another try.
+`Retry` and `Throttled` are not errors of jobd: a job raises them to ask for another try, or to say
+that a rate-limited service refused it (the try is not charged).
 """
 
 from __future__ import annotations
@@ -113,6 +114,20 @@ class JobAborted(JobdError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id} was aborted")
+
+
+class Throttled(Exception):
+    """Raise inside a job when the service it calls answered "too many requests" (HTTP 429): the
+    job goes back to wait without being charged a try, and `limit` (by default every limit of the
+    job's function with a rate or a cost) is paused for the whole fleet for `retry_after` seconds.
+    A job throttled for longer than its limit's `max_throttled` in all is dead-lettered."""
+
+    def __init__(self, retry_after: float | None = None, *, limit: str | None = None) -> None:
+        self.retry_after = retry_after
+        self.limit = limit
+        super().__init__(
+            f"throttled (retry_after={retry_after}" + (f", limit={limit!r})" if limit else ")")
+        )
 
 
 class Retry(Exception):

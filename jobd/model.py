@@ -22,7 +22,9 @@ MAX_PRIORITY = 1000
 _JOB_ID = re.compile(r"^[^\x00-\x20\x7f]{1,200}$")
 
 
-def check_job_id(job_id: str) -> str:
+def check_job_id(job_id: str, what: str = "job_id") -> str:
+    """`job_id` if it is 1-200 printable characters without spaces; InvalidJobOption naming
+    `what` otherwise (job groups follow the same rule)."""
     # isprintable() also refuses what the pattern lets through: lone surrogates (not UTF-8), and
     # line and paragraph separators, which would split a log line.
     if isinstance(job_id, str) and _JOB_ID.match(job_id) and job_id.isprintable():
@@ -30,7 +32,7 @@ def check_job_id(job_id: str) -> str:
     shown = repr(job_id)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     raise InvalidJobOption(
-        f"job_id {shown} is not valid: use 1-200 printable characters without spaces"
+        f"{what} {shown} is not valid: use 1-200 printable characters without spaces"
     )
 
 

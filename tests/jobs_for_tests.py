@@ -90,6 +90,14 @@ async def retry_with_delay(delay: float) -> int:
     return job.try_number
 
 
+async def throttled(key: str, times: int, retry_after: float, limit: str | None = None) -> int:
+    """Raise jobd.Throttled on the first `times` runs (counted in the ledger), then succeed."""
+    runs = int(_ledger().incr(key))
+    if runs <= times:
+        raise jobd.Throttled(retry_after, limit=limit)
+    return runs
+
+
 async def sleep(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "slept"

@@ -107,6 +107,8 @@ class Client(Producer):
         max_tries: int | None = None,
         timeout: float | timedelta | None = None,
         expires: float | timedelta | None = None,
+        group: str | None = None,
+        cost: int | None = None,
         strict: bool = False,
         **kwargs: Any,
     ) -> Job:
@@ -114,7 +116,8 @@ class Client(Producer):
         and the handle of the existing job is returned (`job.created` is False)."""
         operation = self.enqueue_operation(
             [(function, args, kwargs)], [job_id], queue=queue, delay=delay, at=at,
-            priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, strict=strict,
+            priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, group=group, cost=cost,
+            strict=strict,
         )  # fmt: skip
         (ref,) = await self.run(operation)
         return Job(self, ref)
@@ -130,6 +133,8 @@ class Client(Producer):
         max_tries: int | None = None,
         timeout: float | timedelta | None = None,
         expires: float | timedelta | None = None,
+        group: str | None = None,
+        cost: int | None = None,
         strict: bool = False,
     ) -> list[Job]:
         """Store many `(function, args, kwargs)` calls of one queue in one round trip."""
@@ -138,7 +143,8 @@ class Client(Producer):
             return []
         operation = self.enqueue_operation(
             calls, queue=queue, delay=delay, at=at, priority=priority, max_tries=max_tries,
-            timeout=timeout, expires=expires, strict=strict,
+            timeout=timeout, expires=expires, group=group, cost=cost,
+            strict=strict,
         )  # fmt: skip
         return [Job(self, ref) for ref in await self.run(operation)]
 

@@ -78,6 +78,8 @@ class EnqueueOptions:
 
     queue: str
     priority: int = 0
+    group: str | None = None
+    cost: int | None = None
     max_tries: int | None = None
     timeout_ms: int | None = None
     delay_ms: int | None = None
@@ -124,11 +126,14 @@ def enqueue_options(
     max_tries: int | None = None,
     timeout: float | timedelta | None = None,
     expires: float | timedelta | None = None,
+    group: str | None = None,
+    cost: int | None = None,
 ) -> EnqueueOptions:
     """Check every enqueue option and convert it; InvalidJobOption names the bad one."""
     if (
         delay is None and at is None and max_tries is None and timeout is None
         and expires is None and priority == 0 and type(priority) is int and type(queue) is str
+        and group is None and cost is None
     ):  # fmt: skip
         return _plain_options(queue)
     if delay is not None and at is not None:
@@ -148,6 +153,8 @@ def enqueue_options(
         isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1
     ):
         raise InvalidJobOption(f"max_tries must be an integer >= 1, got {max_tries!r}")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int) or cost < 1):
+        raise InvalidJobOption(f"cost must be an integer >= 1, got {cost!r}")
     return EnqueueOptions(
         queue=check_queue(queue),
         priority=priority,
@@ -156,6 +163,8 @@ def enqueue_options(
         delay_ms=_seconds("delay", delay, allow_zero=True),
         at_ms=at_ms,
         expires_ms=_seconds("expires", expires, allow_zero=False),
+        group=None if group is None else check_job_id(group, "group"),
+        cost=cost,
     )
 
 
@@ -210,6 +219,8 @@ def enqueue(
         _blank(options.delay_ms),
         _blank(options.at_ms),
         _blank(options.expires_ms),
+        options.group or "",
+        _blank(options.cost),
     ]
     for job_id, (function, args, kwargs) in zip(ids, calls, strict=True):
         name = check_function(function)

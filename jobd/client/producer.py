@@ -104,11 +104,13 @@ class Producer:
         timeout: float | timedelta | None,
         expires: float | timedelta | None,
         strict: bool,
+        group: str | None = None,
+        cost: int | None = None,
     ) -> Operation:
         """Check the options and build the enqueue operation (nothing is sent yet)."""
         options = commands.enqueue_options(
             queue=queue or self.default_queue, delay=delay, at=at, priority=priority,
-            max_tries=max_tries, timeout=timeout, expires=expires,
+            max_tries=max_tries, timeout=timeout, expires=expires, group=group, cost=cost,
         )  # fmt: skip
         normalized = [(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
         return commands.enqueue(

@@ -98,13 +98,16 @@ class SyncClient(Producer):
         max_tries: int | None = None,
         timeout: float | timedelta | None = None,
         expires: float | timedelta | None = None,
+        group: str | None = None,
+        cost: int | None = None,
         strict: bool = False,
         **kwargs: Any,
     ) -> SyncJob:
         """Store a job; see `jobd.client.Client.enqueue`."""
         operation = self.enqueue_operation(
             [(function, args, kwargs)], [job_id], queue=queue, delay=delay, at=at,
-            priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, strict=strict,
+            priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, group=group, cost=cost,
+            strict=strict,
         )  # fmt: skip
         (ref,) = self.run(operation)
         return SyncJob(self, ref)
@@ -120,6 +123,8 @@ class SyncClient(Producer):
         max_tries: int | None = None,
         timeout: float | timedelta | None = None,
         expires: float | timedelta | None = None,
+        group: str | None = None,
+        cost: int | None = None,
         strict: bool = False,
     ) -> list[SyncJob]:
         """Store many calls in one round trip; see `jobd.client.Client.enqueue_many`."""
@@ -128,7 +133,8 @@ class SyncClient(Producer):
             return []
         operation = self.enqueue_operation(
             calls, queue=queue, delay=delay, at=at, priority=priority, max_tries=max_tries,
-            timeout=timeout, expires=expires, strict=strict,
+            timeout=timeout, expires=expires, group=group, cost=cost,
+            strict=strict,
         )  # fmt: skip
         return [SyncJob(self, ref) for ref in self.run(operation)]
 

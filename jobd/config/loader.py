@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from jobd.config import fields as check
+from jobd.config import limits as limit_rules
 from jobd.config.durations import format_duration
 from jobd.config.fields import Reader, join_path, shown_value
 from jobd.config.settings import (
@@ -28,6 +29,8 @@ from jobd.config.settings import (
     FunctionSettings,
     HookSettings,
     HttpSettings,
+    LimitSettings,
+    Rate,
     RedisSettings,
     RetrySettings,
     Settings,
@@ -85,6 +88,8 @@ _RULES: dict[tuple[type, str], check.Rule] = {
     (CronSettings, "timezone"): check.time_zone,
     (CronSettings, "queue"): check.optional_name("queue name"),
     (CronSettings, "priority"): check.between(-MAX_PRIORITY, MAX_PRIORITY),
+    (LimitSettings, "concurrency"): check.at_least(1),
+    (LimitSettings, "max_throttled"): check.positive,
 }
 
 
@@ -145,15 +150,21 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
     _secrets_from_environment(reader, document)
     http = _http(reader, document)
     defaults = _section(reader, DefaultsSettings, document, "defaults")
+    hooks = _section(reader, HookSettings, document, "hooks")
+    functions = _functions(reader, document, worker, defaults)
+    cron = _cron(reader, document)
+    limits, defined = _limits(reader, document)
+    limit_rules.check_references(reader, functions, limits, defined)
     return Settings(
         source=path,
         redis=redis,
         worker=worker,
         http=http,
         defaults=defaults,
-        hooks=_section(reader, HookSettings, document, "hooks"),
-        functions=MappingProxyType(_functions(reader, document, worker, defaults)),
-        cron=_cron(reader, document),
+        hooks=hooks,
+        functions=MappingProxyType(functions),
+        cron=cron,
+        limits=MappingProxyType(limits),
     )
 
 
@@ -232,6 +243,26 @@ def _functions(
     return functions
 
 
+def _limits(reader: Reader, document: dict[str, Any]) -> tuple[dict[str, LimitSettings], list[str]]:
+    """The good [limits] tables, and the names of all of them."""
+    table = reader.table(document.get("limits", {}), "limits") or {}
+    limits: dict[str, LimitSettings] = {}
+    for name, raw in table.items():
+        path = join_path("limits", name)
+        if not check.NAME_PATTERN.fullmatch(name):
+            reader.problem(path, f"limit name {check.NAME_RULE}")
+            continue
+        limit_table = reader.table(raw, path)
+        if limit_table is None:
+            continue
+        values, complete = _read_fields(reader, LimitSettings, limit_table, path, {})
+        if complete:
+            limit = LimitSettings(name=name, **values)
+            if limit_rules.check_limit(reader, limit):
+                limits[name] = limit
+    return limits, list(table)
+
+
 def _cron(reader: Reader, document: dict[str, Any]) -> tuple[CronSettings, ...]:
     raw = document.get("cron", [])
     if not isinstance(raw, list):
@@ -302,7 +333,11 @@ def _read_fields(
             continue
         raw = table[field.name]
         field_path = join_path(path, field.name)
-        value = _convert(reader, hints[field.name], raw, field_path, inherited.get(field.name))
+        special = _CONVERTERS.get((cls, field.name))
+        if special is not None:
+            value = special(reader, raw, field_path)
+        else:
+            value = _convert(reader, hints[field.name], raw, field_path, inherited.get(field.name))
         rule = _RULES.get((cls, field.name))
         problem = rule(value, shown_value(value, raw)) if rule and value is not None else None
         if problem:
@@ -312,6 +347,15 @@ def _read_fields(
             continue
         values[field.name] = value
     return values, complete
+
+
+_CONVERTERS: dict[tuple[type, str], Callable[[Reader, object, str], Any]] = {
+    (FunctionSettings, "limits"): limit_rules.read_names,
+    (LimitSettings, "rate"): limit_rules.read_rate,
+    (LimitSettings, "cost"): limit_rules.read_rate,
+    (LimitSettings, "concurrency"): lambda reader, raw, path: reader.integer(raw, path),
+}
+"""Fields whose type alone does not say how to read them."""
 
 
 def _convert(reader: Reader, hint: Any, raw: object, path: str, inherited: Any) -> Any:
@@ -413,6 +457,11 @@ def warnings_for(settings: Settings) -> list[str]:
             '(jobd\'s failover test lost 3,490 of 3,747); "replica" makes producers that read this '
             "file wait for a replica"
         )
+    for name in limit_rules.unused(settings.functions, settings.limits):
+        notes.append(
+            f"{label}: {join_path('limits', name)}: no function names this limit in its "
+            "`limits`, so it holds back no job"
+        )
     if settings.worker.drain_timeout > LONG_DRAIN_TIMEOUT:
         notes.append(
             f"{label}: worker.drain_timeout: {format_duration(settings.worker.drain_timeout)} is "
@@ -430,7 +479,7 @@ def dump(settings: Settings) -> str:
     document: dict[str, Any] = {
         field.name: _plain_table(getattr(settings, field.name))
         for field in dataclasses.fields(Settings)
-        if field.name not in ("source", "functions", "cron")
+        if field.name not in ("source", "functions", "cron", "limits")
     }
     document["redis"]["url"] = _plain(settings.redis.redacted_url())
     document["worker"].pop("signing_key", None)  # a secret: never written out
@@ -440,6 +489,8 @@ def dump(settings: Settings) -> str:
         }
     if settings.cron:
         document["cron"] = [_plain_table(entry) for entry in settings.cron]
+    if settings.limits:
+        document["limits"] = {name: _plain_table(limit) for name, limit in settings.limits.items()}
     return tomli_w.dumps(document)
 
 
@@ -452,7 +503,7 @@ def _plain_table(instance: Any) -> dict[str, Any]:
             continue
         if hints[field.name] is float:
             table[field.name] = format_duration(value)
-        elif dataclasses.is_dataclass(value):
+        elif dataclasses.is_dataclass(value) and not isinstance(value, Rate):
             table[field.name] = _plain_table(value)
         else:
             table[field.name] = _plain(value)
@@ -464,6 +515,8 @@ def _plain(value: Any) -> Any:
     `${` written `$${` so that loading the output again does not expand it."""
     if isinstance(value, StrEnum):
         return value.value
+    if isinstance(value, Rate):
+        return str(value)
     if isinstance(value, str):
         return value.replace("${", "$${")
     if isinstance(value, tuple | list):

@@ -196,6 +196,42 @@ class HookSettings:
     shutdown: str | None = None
 
 
+PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+DEFAULT_MAX_THROTTLED = 3600.0
+"""The periods a rate is written in: "N/s", "N/m", "N/h"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` in any window of `period` seconds ("500/m" is Rate(500, 60.0))."""
+
+    count: int
+    period: float
+
+    def __str__(self) -> str:
+        unit = next((unit for unit, seconds in PERIODS.items() if seconds == self.period), None)
+        return f"{self.count}/{unit}" if unit else f"{self.count}/{self.period:g}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitSettings:
+    """One [limits.NAME] table: a budget shared by every worker of the fleet. A job of a function
+    that names the limit starts only when the limit allows it (see docs/limits.md)."""
+
+    # the name functions list in `limits`: the key of [limits.NAME]
+    name: str = field(metadata=DERIVED)
+    # job starts per period, in any window of that length: "N/s", "N/m" or "N/h"; none if unset
+    rate: Rate | None = None
+    # cost units per period (a job costs the `cost` it was enqueued with, default 1); none if unset
+    cost: Rate | None = None
+    # jobs holding this limit running at once across the fleet; none if unset
+    concurrency: int | None = None
+    # true: each job group (enqueue(..., group=)) has a budget of its own
+    per_group: bool = False
+    # a job throttled (jobd.Throttled) for longer than this in all is dead-lettered, seconds
+    max_throttled: float = DEFAULT_MAX_THROTTLED
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FunctionSettings:
     """One job function, with every option resolved against [defaults] and [worker]."""
@@ -212,6 +248,8 @@ class FunctionSettings:
     keep_result: float = 3600.0
     # a [functions.NAME.retry] table overrides single keys of defaults.retry
     retry: RetrySettings = RetrySettings()
+    # names of [limits] tables: a job starts only when every one of them allows it
+    limits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,6 +293,8 @@ class Settings:
     functions: Mapping[str, FunctionSettings] = field(default_factory=lambda: MappingProxyType({}))
     # cron entries, in file order
     cron: tuple[CronSettings, ...] = ()
+    # limits by name, in file order (read-only)
+    limits: Mapping[str, LimitSettings] = field(default_factory=lambda: MappingProxyType({}))
 
     def function_for(self, name: str) -> FunctionSettings | None:
         """The settings of the function producers enqueue as `name`, or None if there is none."""

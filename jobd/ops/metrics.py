@@ -22,7 +22,9 @@ from prometheus_client import (
 
 from jobd import __version__
 
-OUTCOMES = ("succeeded", "failed", "retried", "timed_out", "aborted", "expired", "lost")
+OUTCOMES = (
+    "succeeded", "failed", "retried", "timed_out", "aborted", "expired", "lost", "throttled",
+)  # fmt: skip
 """Values of the `outcome` label of jobd_jobs_finished_total."""
 DEAD_REASONS = (
     "failed",
@@ -33,6 +35,8 @@ DEAD_REASONS = (
     "worker_lost",
     "signature",
     "invalid_job",
+    "throttled",
+    "cost_above_limit",
 )
 """Values of the `reason` label of jobd_jobs_dead_lettered_total."""
 QUEUE_STATES = ("queued", "scheduled", "running", "dead")
@@ -116,6 +120,27 @@ class Metrics:
             "Ticks of the entry that never ran (no worker running, missed policy), counted once "
             "for the fleet by the worker that fired the next tick.",
             ["entry"], registry=registry,
+        )  # fmt: skip
+        self.limit_held = Counter(
+            "jobd_limit_held_total",
+            "Jobs a limit held back when they were due to start (they wait, uncharged).",
+            ["queue", "limit"], registry=registry,
+        )  # fmt: skip
+        self.limit_throttled = Counter(
+            "jobd_limit_throttled_total",
+            "Tries that raised jobd.Throttled, by the limit they paused ('' when none).",
+            ["queue", "limit"], registry=registry,
+        )  # fmt: skip
+        self.limit_slots = Gauge(
+            "jobd_limit_slots_used",
+            "Concurrency slots of a limit in use across the fleet (read from Redis in the "
+            "background; per-group limits summed over their groups).",
+            ["queue", "limit"], registry=registry,
+        )  # fmt: skip
+        self.limit_waiting = Gauge(
+            "jobd_limit_jobs_waiting",
+            "Jobs a limit holds back now (read from Redis in the background).",
+            ["queue", "limit"], registry=registry,
         )  # fmt: skip
         self.redis_errors = Counter(
             "jobd_redis_errors_total", "Failed Redis calls, by exception class.", ["error"],

@@ -19,6 +19,10 @@ one Redis Cluster slot and each Lua script touches a single slot.
     <prefix>:{<queue>}:cron:<name>  HASH  cron entry <name> (enqueued on <queue>): its last tick (ms),
                                           the tick before it, the last job's id, the worker that fired it
     <prefix>:{<queue>}:aborts       pub/sub channel: ids of running jobs to cancel
+    <prefix>:{<queue>}:held         ZSET  key base of a limit with jobs held back -> when to look again
+    <prefix>:{<queue>}:limit:<name>:[g:<group>:]<role>   the state of limit <name> (for one group
+                                          of a per-group limit): running, starts, costs, spent,
+                                          paused, held (see jobd/redis/lua/claim.lua)
 """
 
 from __future__ import annotations
@@ -94,6 +98,20 @@ class QueueKeys:
     @property
     def owned_prefix(self) -> str:
         return self.base + "owned:"
+
+    @property
+    def held(self) -> str:
+        return self.base + "held"
+
+    @property
+    def limit_prefix(self) -> str:
+        """Prefix of the keys of the limits of this queue's functions."""
+        return self.base + "limit:"
+
+    def limit(self, name: str, group: str | None = None) -> str:
+        """The key base of limit `name` (of `group`, for a per-group limit): add a role."""
+        base = f"{self.limit_prefix}{name}:"
+        return base if group is None else f"{base}g:{group}:"
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id

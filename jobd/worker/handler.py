@@ -27,6 +27,7 @@ from jobd.worker.cron import JOB_ID_PREFIX as CRON_JOB_PREFIX
 from jobd.worker.cron import entry_of
 from jobd.worker.finisher import Finisher
 from jobd.worker.functions import RegisteredFunction
+from jobd.worker.limits import pause_for
 from jobd.worker.runner import ClaimedJob, Outcome, Result, Runner
 from jobd.worker.running import RunningJob
 from jobd.worker.store import Claim, Finish, Reaped
@@ -43,7 +44,16 @@ _DEAD_REASONS = {
     "WorkerLost": "worker_lost",
     "SignatureInvalid": "signature",
     "InvalidJob": "invalid_job",
+    "Throttled": "throttled",
 }
+
+
+_CLAIM_DEAD = {
+    "payload_too_large": "payload above the size limit",
+    "cost_above_limit": "its cost is above what its cost limit allows in a whole period",
+    "invalid_job": "stored in a form no producer writes (forged or corrupted)",
+}
+"""Why the claim script dead-lettered a job, as the log line says it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +242,9 @@ class JobHandler:
             assert result.value is not None
             await self._succeed(job, result.value, keep_ms, seconds)
             return
+        if result.outcome == Outcome.THROTTLED:
+            await self._throttle(job, result, seconds)
+            return
         error = result.error or ErrorInfo("Error", "unknown")
         outcome = "timed_out" if result.outcome == Outcome.TIMED_OUT else "failed"
         if result.final or job.tries >= max_tries:
@@ -290,6 +303,40 @@ class JobHandler:
                              error_type=error.type, next_try_at=due),
             )  # fmt: skip
 
+    async def _throttle(self, job: ClaimedJob, result: Result, seconds: float) -> None:
+        """The service refused the job (jobd.Throttled): pause its limits for the fleet and put it
+        back to wait, uncharged; dead-lettered once throttled longer than max_throttled."""
+        pause = pause_for(self.settings, job.function, result.limit, result.retry_delay)
+        error = result.error or ErrorInfo("Throttled", "throttled")
+        verdict, until_ms = await self.call(
+            "throttle",
+            functools.partial(
+                self.store.throttle, job, pause.limits, round(pause.seconds * 1000),
+                round(pause.max_throttled * 1000), error,
+            ),
+        )  # fmt: skip
+        paused = ",".join(name for name, _ in pause.limits)
+        if verdict == "dead":
+            self._finished(job, "failed", seconds)
+            self.metrics.dead_lettered.labels(
+                job.queue, self._label(job.function), "throttled"
+            ).inc()
+            logger.error(
+                "job %s throttled for longer than max_throttled, dead-lettered", job.id,
+                extra=_event(job, event="job_dead", outcome="failed", reason="throttled"),
+            )  # fmt: skip
+            return
+        if self._stored(job, verdict, seconds):
+            self._finished(job, "throttled", seconds)
+            for name, _ in pause.limits or (("", False),):
+                self.metrics.limit_throttled.labels(job.queue, name).inc()
+            until = datetime.fromtimestamp(until_ms / 1000, UTC).isoformat(timespec="milliseconds")
+            logger.warning(
+                "job %s throttled on try %d (%s); %s until %s, not charged", job.id, job.tries,
+                error.message, f"limit {paused} paused" if paused else "waits", until,
+                extra=_event(job, event="job_throttled", limit=paused, until=until),
+            )  # fmt: skip
+
     async def _cancelled(self, job: ClaimedJob, reason: str, seconds: float) -> None:
         if reason == "lost":
             # another worker owns the job now; nothing of ours may be stored
@@ -331,17 +378,15 @@ class JobHandler:
         return verdict in ("ok", "replayed")
 
     def report_claim(self, queue: str, claim: Claim) -> None:
+        for _, _, limit in claim.held:
+            self.metrics.limit_held.labels(queue, limit).inc()
         for job_id, function in claim.expired:
             self.metrics.jobs_finished.labels(queue, self._label(function), "expired").inc()
             logger.info("job %s (%s): expired before it could start; dropped", job_id, function)
         for job_id, function, reason in claim.dead:
             label = self._label(function)
             self.metrics.dead_lettered.labels(queue, label, reason).inc()
-            what = (
-                "payload above the size limit"
-                if reason == "payload_too_large"
-                else "stored in a form no producer writes (forged or corrupted)"
-            )
+            what = _CLAIM_DEAD.get(reason, _CLAIM_DEAD["invalid_job"])
             logger.error(
                 "job %r (%r): %s; dead-lettered", job_id, function, what,
                 extra={"event": "job_dead", "job_id": job_id, "queue": queue, "reason": reason},

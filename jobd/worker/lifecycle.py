@@ -34,6 +34,7 @@ from jobd.worker.finisher import Finisher
 from jobd.worker.functions import RegisteredFunction
 from jobd.worker.handler import JobHandler
 from jobd.worker.leases import LeaseKeeper
+from jobd.worker.limits import limit_specs
 from jobd.worker.monitor import Monitor
 from jobd.worker.resilience import RedisCaller, RedisHealth
 from jobd.worker.runner import Runner
@@ -120,6 +121,7 @@ class Worker:
             worker_id=self.worker_id,
             lease_ms=round(worker.lease_timeout * 1000),
             max_payload_bytes=worker.max_payload_bytes,
+            limit_specs=limit_specs(settings),
         )
         self.finished = asyncio.Event()
         """Set once drained: the helper loops end."""

@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from jobd.context import JobContext, set_current_job
-from jobd.errors import PayloadError, PayloadTooLarge, Retry, SerializationError
+from jobd.errors import PayloadError, PayloadTooLarge, Retry, SerializationError, Throttled
 from jobd.model import ErrorInfo, decode_payload
 from jobd.serializer import Serializer
 from jobd.worker.deadlines import Deadlines
@@ -67,6 +67,8 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
     RETRY = "retry"
     """The job raised jobd.Retry."""
+    THROTTLED = "throttled"
+    """The job raised jobd.Throttled: back to wait, uncharged, its limit paused."""
 
 
 @dataclass(slots=True)
@@ -80,7 +82,9 @@ class Result:
     final: bool = False
     """True when another try cannot help (bad arguments, undecodable payload, unencodable result)."""
     retry_delay: float | None = None
-    """Delay asked for by jobd.Retry (None: the configured backoff)."""
+    """Delay asked for by jobd.Retry (None: the configured backoff), or by jobd.Throttled."""
+    limit: str | None = None
+    """The limit jobd.Throttled named (None: every rate or cost limit of the job's function)."""
 
 
 def error_info(error: BaseException) -> ErrorInfo:
@@ -189,6 +193,13 @@ class Runner:
             if task.cancelling():
                 raise  # the worker cancelled the job (drain, abort, lost lease)
             return Result(Outcome.FAILED, error=error_info(error))
+        except Throttled as request:
+            return Result(
+                Outcome.THROTTLED,
+                error=error_info(request),
+                retry_delay=_retry_delay(request.retry_after),
+                limit=request.limit if isinstance(request.limit, str) else None,
+            )
         except Retry as request:
             return Result(
                 Outcome.RETRY, error=error_info(request), retry_delay=_retry_delay(request.delay)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,8 +35,11 @@ class Claim:
     expired: list[tuple[str, str]] = field(default_factory=list)
     """(id, function) of jobs dropped because they expired before starting."""
     dead: list[tuple[str, str, str]] = field(default_factory=list)
-    """(id, function, reason) of jobs the script dead-lettered: 'payload_too_large', or
-    'invalid_job' (an id or count no producer writes; the id is shown with escapes)."""
+    """(id, function, reason) of jobs the script dead-lettered: 'payload_too_large',
+    'invalid_job' (an id or count no producer writes; the id is shown with escapes) or
+    'cost_above_limit' (a cost no window of its limit can hold)."""
+    held: list[tuple[str, str, str]] = field(default_factory=list)
+    """(id, function, limit) of jobs a limit held back: they wait, uncharged, for the limit."""
 
 
 @dataclass(slots=True)
@@ -145,8 +148,12 @@ class Store:
         worker_id: str,
         lease_ms: int,
         max_payload_bytes: int,
+        limit_specs: Mapping[str, str] | None = None,
     ) -> None:
+        """`limit_specs`: per queue, the limits of its functions as claim.lua reads them (see
+        jobd.worker.limits); queues without limits are claimed as if limits did not exist."""
         self.redis = client
+        self.limit_specs = dict(limit_specs or {})
         self.prefix = prefix
         self.worker_id = worker_id
         self.lease_ms = lease_ms
@@ -180,6 +187,8 @@ class Store:
             keys.dead,
             keys.job_prefix,
             keys.stop(self.worker_id),
+            keys.limit_prefix,
+            keys.held,
         ], [
             self.worker_id,
             nonce,
@@ -188,6 +197,7 @@ class Store:
             self.gap_ms,
             self.max_payload_bytes,
             PROMOTE_LIMIT,
+            self.limit_specs.get(queue, ""),
         ]
 
     def _nonce(self, queue: str) -> int:
@@ -200,10 +210,17 @@ class Store:
     def _claimed(self, queue: str, reply: object) -> Claim:
         del self._pending_nonce[queue]
         assert isinstance(reply, list)
-        now_ms, next_due, token, expired, dead, *rows = reply
+        now_ms, next_due, token, expired, dead, held, *rows = reply
         token_text = token.decode()
         jobs = [_claimed_job(queue, token_text, row) for row in rows]
-        return Claim(jobs, int(now_ms), _optional_int(next_due), _pairs(expired), _triples(dead))
+        return Claim(
+            jobs,
+            int(now_ms),
+            _optional_int(next_due),
+            _pairs(expired),
+            _triples(dead),
+            _triples(held),
+        )
 
     async def claim(self, queue: str, count: int) -> Claim:
         """Claim up to `count` jobs now."""
@@ -270,6 +287,8 @@ class Store:
                 keys.owned(self.worker_id),
                 keys.job_prefix,
                 keys.done_prefix,
+                keys.queued,
+                keys.wake,
             ],
             [json.dumps(batch, ensure_ascii=False, separators=(",", ":"))],
         )
@@ -281,8 +300,47 @@ class Store:
         keys = self.keys(job.queue)
         reply = await self._script(
             "retry",
-            [keys.job(job.id), keys.running, keys.scheduled, keys.owned(self.worker_id), keys.wake],
+            [
+                keys.job(job.id),
+                keys.running,
+                keys.scheduled,
+                keys.owned(self.worker_id),
+                keys.wake,
+                keys.queued,
+            ],
             [job.id, job.token, delay_ms, encode_error(error)],
+        )
+        assert isinstance(reply, list)
+        return reply[0].decode(), int(reply[1])
+
+    async def throttle(
+        self,
+        job: ClaimedJob,
+        limits: Sequence[tuple[str, bool]],
+        pause_ms: int,
+        max_throttled_ms: int,
+        error: ErrorInfo,
+    ) -> tuple[str, int]:
+        """Pause `limits` (name, per group) and put the job back to wait for them, uncharged;
+        returns the verdict ('ok', 'dead', 'stale' or 'replayed') and until when (ms)."""
+        keys = self.keys(job.queue)
+        pairs: list[Argument] = []
+        for name, per_group in limits:
+            pairs += [name, int(per_group)]
+        reply = await self._script(
+            "throttle",
+            [
+                keys.job(job.id),
+                keys.running,
+                keys.owned(self.worker_id),
+                keys.queued,
+                keys.wake,
+                keys.held,
+                keys.dead,
+                keys.scheduled,
+                keys.limit_prefix,
+            ],
+            [job.id, job.token, pause_ms, max_throttled_ms, encode_error(error), *pairs],
         )
         assert isinstance(reply, list)
         return reply[0].decode(), int(reply[1])

@@ -40,6 +40,7 @@ def settings_for(
     functions: dict[str, dict[str, Any]] | None = None,
     hooks: dict[str, str] | None = None,
     cron: list[dict[str, Any]] | None = None,
+    limits: dict[str, dict[str, Any]] | None = None,
 ) -> Settings:
     """Settings through the real loader, with short leases and fast retries for tests."""
     document: dict[str, Any] = {
@@ -61,6 +62,8 @@ def settings_for(
         document["hooks"] = hooks
     if cron:
         document["cron"] = cron
+    if limits:
+        document["limits"] = limits
     return config.loads(tomli_w.dumps(document), source="test.toml")
 
 

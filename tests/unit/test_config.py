@@ -21,6 +21,7 @@ from jobd.config.settings import (
     Backoff,
     CronSettings,
     FunctionSettings,
+    LimitSettings,
     MissedPolicy,
     RetrySettings,
     Settings,
@@ -194,7 +195,7 @@ def test_unknown_keys_at_every_level() -> None:
         "jobs.toml: defaults.retry.bsae: unknown key; did you mean 'base'?",
         "jobs.toml: functions.send_email.timeuot: unknown key; did you mean 'timeout'?",
         "jobs.toml: functions.send_email.name: unknown key; expected one of path, queue, "
-        "timeout, max_tries, keep_result, retry",
+        "timeout, max_tries, keep_result, retry, limits",
         "jobs.toml: cron[0].timezon: unknown key; did you mean 'timezone'?",
     ]
 
@@ -729,6 +730,7 @@ def test_template_mentions_every_key() -> None:
         RetrySettings(),
         FunctionSettings(name="x", path="m:f"),
         CronSettings(name="x", function="f", schedule="* * * * *"),
+        LimitSettings(name="x"),
     ]
     for section in sections:
         for field in dataclasses.fields(section):

@@ -45,7 +45,7 @@ def test_script_body_uses_only_declared_keys(name: str) -> None:
 
 
 def test_a_wrapper_passing_the_wrong_keys_fails_before_redis() -> None:
-    with pytest.raises(ValueError, match=r"claim.lua declares 11 keys, got 2"):
+    with pytest.raises(ValueError, match=r"claim.lua declares 13 keys, got 2"):
         run_sync(None, "claim", ["a", "b"], [])  # type: ignore[arg-type]
 
 

@@ -80,10 +80,11 @@ end
 
 -- Store a new job unless a job with this id exists (deduplication by id): queued at its place in
 -- the queue, or scheduled when it is due after now. Optional fields ('' = unset): max_tries, timeout
--- (ms), expires (ms after now), signature. The caller wakes a worker (once, however many jobs it
--- stored). Returns 1 and the new job's status, or 0 and the status of the job that exists.
+-- (ms), expires (ms after now), signature, group, cost (nil counts as ''). The caller wakes a
+-- worker (once, however many jobs it stored). Returns 1 and the new job's status, or 0 and the
+-- status of the job that exists.
 local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, payload, queue,
-                         priority, max_tries, timeout, expires, now, due, signature)
+                         priority, max_tries, timeout, expires, now, due, signature, group, cost)
   if redis.call('EXISTS', job_key) == 1 then
     return 0, redis.call('HGET', job_key, 'status') or 'unknown'
   end
@@ -100,6 +101,8 @@ local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, pa
     fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = now + tonumber(expires)
   end
   if signature ~= '' then fields[#fields + 1] = 'signature'; fields[#fields + 1] = signature end
+  if group and group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = group end
+  if cost and cost ~= '' then fields[#fields + 1] = 'cost'; fields[#fields + 1] = cost end
   redis.call('HSET', job_key, unpack(fields))
   if status == 'scheduled' then
     redis.call('ZADD', scheduled_key, due, id)
@@ -117,4 +120,21 @@ local function take_dead(dead_key, job_key, id)
   end
   redis.call('ZREM', dead_key, id)
   return redis.call('HGET', job_key, 'status') == 'failed'
+end
+
+-- Give back the concurrency slots a job holds (its 'slots' field: the key bases of its limits,
+-- separated by spaces; false when it holds none) and let one job each freed limit held go back to
+-- its place in the queue, so that a freed slot is taken at once, not when someone looks again.
+local function release_slots(slots, job_key, id, queued_key, wake_key)
+  if not slots then return end
+  redis.call('HDEL', job_key, 'slots')
+  for base in string.gmatch(slots, '%S+') do
+    if redis.call('ZREM', base .. 'running', id) == 1 then
+      local held = redis.call('ZPOPMIN', base .. 'held', 1)
+      if #held > 0 then
+        redis.call('ZADD', queued_key, held[2], held[1])
+        wake(wake_key)
+      end
+    end
+  end
 end

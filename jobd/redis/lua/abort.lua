@@ -6,11 +6,14 @@
 -- ARGV[1] id  ARGV[2] pub/sub channel of the queue's abort requests  ARGV[3] keep ms
 -- Returns 'aborted' (will not run), 'requested' (running; its worker will cancel it), or the status of a
 -- job that already ended ('succeeded', 'failed'), or 'not_found'
-local status = redis.call('HGET', KEYS[1], 'status')
+local state = redis.call('HMGET', KEYS[1], 'status', 'held')
+local status = state[1]
 if not status then return 'not_found' end
 if status == 'queued' or status == 'scheduled' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
+  -- held back by a limit: its 'held' field names the limit's keys (see claim.lua)
+  if state[2] then redis.call('ZREM', state[2] .. 'held', ARGV[1]) end
   redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now_ms())
   notify_done(KEYS[1], KEYS[4], tonumber(ARGV[3]))
   keep_for(KEYS[1], tonumber(ARGV[3]))

@@ -14,9 +14,21 @@
 -- nothing new. A stopping worker pushes it to end a blocking wait that is pipelined with this claim.
 -- ARGV[1] worker id  ARGV[2] nonce  ARGV[3] max jobs  ARGV[4] lease ms  ARGV[5] activity gap ms
 -- ARGV[6] max payload bytes  ARGV[7] promote limit
+-- Limits (docs/limits.md): a job whose function names limits starts only when each allows it;
+-- otherwise it is held, uncharged, in the limit's held set (scored by its place in the queue)
+-- and comes back when the limit frees: at once when a slot is given back (release_slots), at the
+-- time the held index says for a rate, a cost or a pause (checked by every claim).
+-- KEYS[12] limit key prefix: a limit's keys are the prefix, its name, ':', for a per-group limit
+-- 'g:' .. group .. ':', then a role: running (ZSET id -> start, the concurrency slots), starts
+-- (ZSET start -> time), costs (ZSET start|cost -> time), spent (STR, the sum of costs), paused
+-- (STR, until when, ms), held (ZSET id -> queue score)
+-- KEYS[13] held index (ZSET): base of a limit with held jobs -> when to try them again (ms)
+-- ARGV[8] the limits of this queue's functions as JSON ('' = none): {"f": {function: [names]},
+-- "l": {name: [rate count, rate ms, cost count, cost ms, concurrency, per group 0/1]}}
 -- Returns {now, next due ms or '', token, {expired: id, function, ...}, {dead-lettered: id, function,
--- reason ('payload_too_large' or 'invalid_job'), ...}, job, job, ...} with each job = {id, function,
--- payload, tries, lost, max_tries, timeout, enqueued_at, priority, due_at, signature}.
+-- reason ('payload_too_large', 'invalid_job' or 'cost_above_limit'), ...}, {held: id, function,
+-- limit, ...}, job, job, ...} with each job = {id, function, payload, tries, lost, max_tries,
+-- timeout, enqueued_at, priority, due_at, signature}.
 local worker, nonce = ARGV[1], ARGV[2]
 local token = worker .. ':' .. nonce
 local now = now_ms()
@@ -82,11 +94,15 @@ end
 
 local function next_due()
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if #first == 0 then return '' end
-  return first[2]
+  local due = first[2]
+  if ARGV[8] ~= '' then
+    local held = redis.call('ZRANGE', KEYS[13], 0, 0, 'WITHSCORES')
+    if held[2] and (not due or tonumber(held[2]) < tonumber(due)) then due = held[2] end
+  end
+  return due or ''
 end
 
-local reply = {now, '', token, {}, reply_dead}
+local reply = {now, '', token, {}, reply_dead, {}}
 local last = redis.call('GET', KEYS[6])
 if last then
   local separator = string.find(last, '\n', 1, true)
@@ -116,6 +132,138 @@ end
 promote(KEYS[2], KEYS[1], job_prefix, now, tonumber(ARGV[7]))
 local wanted = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[6])
+
+-- Limits ------------------------------------------------------------------------------------------
+local spec = nil
+if ARGV[8] ~= '' then
+  spec = cjson.decode(ARGV[8])
+  -- held jobs whose limit may allow them now go back to their places, to be judged again below
+  for _, base in ipairs(redis.call('ZRANGE', KEYS[13], '-inf', now, 'BYSCORE', 'LIMIT', 0, 20)) do
+    local back = redis.call('ZPOPMIN', base .. 'held', wanted)
+    for i = 1, #back, 2 do redis.call('ZADD', KEYS[1], back[i + 1], back[i]) end
+    if redis.call('EXISTS', base .. 'held') == 0 then
+      redis.call('ZREM', KEYS[13], base)
+    else -- the rest waits for a later look; jobs held again below set the exact time
+      redis.call('ZADD', KEYS[13], now + tonumber(ARGV[4]), base)
+    end
+  end
+end
+
+-- The key base of limit `name` for a job of `group`.
+local function limit_base(name, per_group, group)
+  local base = KEYS[12] .. name .. ':'
+  if per_group == 1 and group then base = base .. 'g:' .. group .. ':' end
+  return base
+end
+
+-- Drop the starts and costs of `base` older than their window; returns the cost still spent.
+local function trim(base, definition)
+  if definition[1] > 0 then
+    redis.call('ZREMRANGEBYSCORE', base .. 'starts', '-inf', now - definition[2])
+  end
+  if definition[3] == 0 then return 0 end
+  local spent = tonumber(redis.call('GET', base .. 'spent') or 0)
+  local old = redis.call('ZRANGE', base .. 'costs', '-inf', now - definition[4], 'BYSCORE')
+  if #old > 0 then
+    for _, member in ipairs(old) do
+      spent = spent - tonumber(string.match(member, '|(%d+)$'))
+    end
+    redis.call('ZREM', base .. 'costs', unpack(old))
+    redis.call('SET', base .. 'spent', spent, 'PX', definition[4])
+  end
+  return spent
+end
+
+-- When the limit of `base` allows a job of `cost` to start: nil = now, 0 = when a slot is given
+-- back, -1 = never (the cost alone is above the limit), else a time (ms).
+local function allowed_at(base, definition, cost)
+  local paused = tonumber(redis.call('GET', base .. 'paused') or 0)
+  if paused > now then return paused end
+  if definition[5] > 0 and redis.call('ZCARD', base .. 'running') >= definition[5] then
+    return 0
+  end
+  local spent = trim(base, definition)
+  if definition[1] > 0 and redis.call('ZCARD', base .. 'starts') >= definition[1] then
+    local oldest = redis.call('ZRANGE', base .. 'starts', 0, 0, 'WITHSCORES')
+    return tonumber(oldest[2]) + definition[2]
+  end
+  if definition[3] > 0 and spent + cost > definition[3] then
+    if cost > definition[3] then return -1 end
+    -- the time the oldest costs leave the window and make room for this one
+    for _, entry in ipairs(redis.call('ZRANGE', base .. 'costs', 0, -1, 'WITHSCORES')) do
+      if type(entry) == 'string' and string.find(entry, '|', 1, true) then
+        spent = spent - tonumber(string.match(entry, '|(%d+)$'))
+      elseif spent + cost <= definition[3] then
+        return tonumber(entry) + definition[4]
+      end
+    end
+    return now + definition[4]
+  end
+  return nil
+end
+
+-- Take what a starting job uses of the limit of `base`; returns whether it holds a slot.
+local function take(base, definition, id, cost)
+  local start = token .. ':' .. id
+  if definition[1] > 0 then
+    redis.call('ZADD', base .. 'starts', now, start)
+    redis.call('PEXPIRE', base .. 'starts', definition[2])
+  end
+  if definition[3] > 0 then
+    redis.call('ZADD', base .. 'costs', now, start .. '|' .. cost)
+    redis.call('PEXPIRE', base .. 'costs', definition[4])
+    redis.call('INCRBY', base .. 'spent', cost)
+    redis.call('PEXPIRE', base .. 'spent', definition[4])
+  end
+  if definition[5] > 0 then
+    redis.call('ZADD', base .. 'running', now, id)
+    return true
+  end
+  return false
+end
+
+-- Judge a popped job against the limits of its function: true if it may start (its limits
+-- taken and its slots recorded on it), false if it was held or dead-lettered here.
+local function admit(job_key, id, fn, score)
+  local names = spec['f'][fn]
+  if not names then return true end
+  local extra = redis.call('HMGET', job_key, 'group', 'cost')
+  local group, cost = extra[1], tonumber(extra[2]) or 1
+  local bases = {}
+  for i, name in ipairs(names) do
+    local definition = spec['l'][name]
+    local base = limit_base(name, definition[6], group)
+    bases[i] = base
+    local at = allowed_at(base, definition, cost)
+    if at == -1 then
+      dead_letter(job_key, id, fn, 'CostAboveLimit', 'cost ' .. cost .. ' is above limit ' .. name
+        .. ' (' .. definition[3] .. ' per ' .. definition[4] .. ' ms): it can never start',
+        'cost_above_limit')
+      return false
+    elseif at ~= nil then
+      redis.call('ZADD', base .. 'held', score, id)
+      redis.call('HSET', job_key, 'held', base)
+      -- a slot wakes the held job itself; the index is only the fallback, one lease on
+      if at == 0 then at = now + tonumber(ARGV[4]) end
+      redis.call('ZADD', KEYS[13], 'LT', at, base)
+      redis.call('ZADD', KEYS[13], 'NX', at, base)
+      table.insert(reply[6], id)
+      table.insert(reply[6], fn)
+      table.insert(reply[6], name)
+      return false
+    end
+  end
+  local slots = {}
+  for i, name in ipairs(names) do
+    if take(bases[i], spec['l'][name], id, cost) then slots[#slots + 1] = bases[i] end
+  end
+  if #slots > 0 then
+    redis.call('HSET', job_key, 'slots', table.concat(slots, ' '))
+  end
+  redis.call('HDEL', job_key, 'held')
+  return true
+end
+
 local claimed_ids = {}
 local rounds = 0
 while #claimed_ids < wanted and rounds < 10 do
@@ -133,6 +281,8 @@ while #claimed_ids < wanted and rounds < 10 do
     elseif invalid then
       dead_letter(job_key, id, state[3], 'InvalidJob', 'cannot run this job: ' .. invalid,
         'invalid_job')
+    elseif spec and state[1] ~= 'queued' then
+      -- not waiting any more (aborted while it was held back by a limit): nothing to run
     elseif expires_at and expires_at <= now then
       redis.call('DEL', job_key)
       table.insert(reply[4], id)
@@ -141,6 +291,8 @@ while #claimed_ids < wanted and rounds < 10 do
       local size = redis.call('HSTRLEN', job_key, 'payload')
       dead_letter(job_key, id, state[3], 'PayloadTooLarge',
         'payload is ' .. size .. ' bytes, limit ' .. max_bytes, 'payload_too_large')
+    elseif spec and not admit(job_key, id, state[3], popped[i + 1]) then
+      -- held back by a limit, or dead-lettered: it did not start
     else
       redis.call('HINCRBY', job_key, 'tries', 1)
       redis.call('HSET', job_key, 'status', 'running', 'started_at', now, 'token', token,

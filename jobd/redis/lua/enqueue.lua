@@ -5,7 +5,8 @@
 -- KEYS[5..] one job hash per job, in ARGV order
 -- ARGV[1] queue name  ARGV[2] priority (int)  ARGV[3] max_tries ('' = worker default)
 -- ARGV[4] timeout ms ('' = worker default)  ARGV[5] delay ms ('' = none)  ARGV[6] at, epoch ms ('' = none)
--- ARGV[7] expires, ms after enqueue ('' = never)  ARGV[8..] per job: id, function, payload,
+-- ARGV[7] expires, ms after enqueue ('' = never)  ARGV[8] group ('' = none)
+-- ARGV[9] cost for the job's cost limits ('' = 1)  ARGV[10..] per job: id, function, payload,
 -- signature ('' = unsigned)
 -- Returns a flat list: per job 1 (created) or 0 (existed), then its status.
 local now = now_ms()
@@ -18,9 +19,10 @@ end
 local result = {}
 local woken = false
 for i = 5, #KEYS do
-  local base = 8 + (i - 5) * 4
+  local base = 10 + (i - 5) * 4
   local created, status = store_job(KEYS[1], KEYS[2], KEYS[3], KEYS[i], ARGV[base], ARGV[base + 1],
-    ARGV[base + 2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], now, due, ARGV[base + 3])
+    ARGV[base + 2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], now, due, ARGV[base + 3], ARGV[8],
+    ARGV[9])
   if created == 1 then woken = true end
   result[#result + 1] = created
   result[#result + 1] = status

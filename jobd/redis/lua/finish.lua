@@ -6,7 +6,8 @@
 -- string costs far less to send than seven arguments per job. Job and done-list keys are the given
 -- prefixes plus the job id (same hash tag as every other key of the queue).
 -- KEYS[1] running  KEYS[2] dead  KEYS[3] owned:<worker>  KEYS[4] job hash prefix
--- KEYS[5] done list prefix
+-- KEYS[5] done list prefix  KEYS[6] queued  KEYS[7] wake (a job held by a limit whose slot this
+-- finish gives back goes back to the queue: see release_slots)
 -- ARGV[1] JSON array; per job [id, token, status, field ('result' or 'error'), value, keep ms,
 -- dead-letter (1 keeps the job in the dead set without a TTL, 0 keeps it keep ms)]
 -- Returns per job: 'ok', 'stale' (token mismatch, nothing changed) or 'replayed'
@@ -15,7 +16,7 @@ local reply = {}
 for _, item in ipairs(cjson.decode(ARGV[1])) do
   local id, token, status = item[1], item[2], item[3]
   local job_key = KEYS[4] .. id
-  local state = redis.call('HMGET', job_key, 'status', 'token')
+  local state = redis.call('HMGET', job_key, 'status', 'token', 'slots')
   if state[2] ~= token then
     reply[#reply + 1] = 'stale'
   elseif state[1] ~= 'running' then
@@ -25,6 +26,7 @@ for _, item in ipairs(cjson.decode(ARGV[1])) do
     redis.call('HDEL', job_key, 'abort')
     redis.call('ZREM', KEYS[1], id)
     redis.call('SREM', KEYS[3], id)
+    release_slots(state[3], job_key, id, KEYS[6], KEYS[7])
     local keep_ms = tonumber(item[6])
     notify_done(job_key, KEYS[5] .. id, keep_ms)
     if item[7] == 1 then

@@ -29,11 +29,12 @@ for _, worker in ipairs(workers) do
   local prefix = worker .. ':'
   for _, id in ipairs(redis.call('SMEMBERS', owned_key)) do
     local job_key = KEYS[7] .. id
-    local state = redis.call('HMGET', job_key, 'status', 'token', 'abort', 'function')
+    local state = redis.call('HMGET', job_key, 'status', 'token', 'abort', 'function', 'slots')
     if state[1] == 'running' and state[2] and string.sub(state[2], 1, #prefix) == prefix then
       local lost = redis.call('HINCRBY', job_key, 'lost', 1)
       redis.call('ZREM', KEYS[4], id)
       redis.call('HDEL', job_key, 'token')
+      release_slots(state[5], job_key, id, KEYS[3], KEYS[6])
       if state[3] then
         redis.call('HSET', job_key, 'status', 'aborted', 'finished_at', now)
         keep_for(job_key, tonumber(ARGV[5]))

@@ -30,13 +30,14 @@ end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if not known[id] then
     local job_key = KEYS[3] .. id
-    local state = redis.call('HMGET', job_key, 'status', 'started_at')
+    local state = redis.call('HMGET', job_key, 'status', 'started_at', 'slots')
     if state[1] ~= 'running' then
       redis.call('SREM', KEYS[4], id)
     elseif tonumber(state[2] or 0) < now - lease then
       redis.call('SREM', KEYS[4], id)
       redis.call('ZREM', KEYS[6], id)
       redis.call('HDEL', job_key, 'token')
+      release_slots(state[3], job_key, id, KEYS[5], KEYS[7])
       redis.call('HINCRBY', job_key, 'tries', -1)
       make_ready(KEYS[5], job_key, id)
       wake(KEYS[7])

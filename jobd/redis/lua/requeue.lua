@@ -5,12 +5,13 @@
 -- KEYS[6] done list
 -- ARGV[1] id  ARGV[2] token  ARGV[3] keep ms (for a job aborted instead)
 -- Returns 'ok', 'aborted', 'stale' or 'replayed'
-local state = redis.call('HMGET', KEYS[1], 'status', 'token', 'abort')
+local state = redis.call('HMGET', KEYS[1], 'status', 'token', 'abort', 'slots')
 if state[2] ~= ARGV[2] then return 'stale' end
 if state[1] ~= 'running' then return 'replayed' end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[1], 'token')
+release_slots(state[4], KEYS[1], ARGV[1], KEYS[3], KEYS[5])
 if state[3] then
   redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now_ms())
   notify_done(KEYS[1], KEYS[6], tonumber(ARGV[3]))

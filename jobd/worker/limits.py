@@ -1,0 +1,69 @@
+"""The worker's view of [limits]: what claim.lua must know of each queue's limits, and which limits
+a throttled job pauses. The scripts keep the state (see docs/limits.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from jobd.config.settings import DEFAULT_MAX_THROTTLED, LimitSettings, Rate, Settings
+
+DEFAULT_PAUSE = 1.0
+"""Seconds a limit pauses when jobd.Throttled gives no retry_after."""
+
+
+def _window(rate: Rate | None) -> list[int]:
+    return [0, 0] if rate is None else [rate.count, round(rate.period * 1000)]
+
+
+def _definition(limit: LimitSettings) -> list[int]:
+    """[rate count, rate ms, cost count, cost ms, concurrency, per group]: claim.lua's form."""
+    return [
+        *_window(limit.rate),
+        *_window(limit.cost),
+        limit.concurrency or 0,
+        int(limit.per_group),
+    ]
+
+
+def limit_specs(settings: Settings) -> dict[str, str]:
+    """Per queue with limited functions, the JSON that claim.lua takes as ARGV[8]."""
+    specs: dict[str, dict[str, dict[str, list[object]]]] = {}
+    for function in settings.functions.values():
+        if not function.limits:
+            continue
+        spec = specs.setdefault(function.queue, {"f": {}, "l": {}})
+        spec["f"][function.name] = list(function.limits)
+        for name in function.limits:
+            spec["l"][name] = list(_definition(settings.limits[name]))
+    return {queue: json.dumps(spec, separators=(",", ":")) for queue, spec in specs.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """What a throttled job pauses: limits as (name, per group), for how long, and how long in
+    all a job may be throttled before it is dead-lettered."""
+
+    limits: tuple[tuple[str, bool], ...]
+    seconds: float
+    max_throttled: float
+
+
+def pause_for(
+    settings: Settings, function: str, named: str | None, retry_after: float | None
+) -> Pause:
+    """The limits jobd.Throttled pauses: the one it names (if the function uses it), else every
+    limit of the function with a rate or a cost. A function without such limits pauses nothing:
+    its job just waits `retry_after`."""
+    settings_of = settings.function_for(function)
+    names = settings_of.limits if settings_of is not None else ()
+    limits = [settings.limits[name] for name in names]
+    if named is not None and named in names:
+        chosen = [settings.limits[named]]
+    else:
+        chosen = [limit for limit in limits if limit.rate is not None or limit.cost is not None]
+    seconds = DEFAULT_PAUSE if retry_after is None else retry_after
+    max_throttled = min(
+        (limit.max_throttled for limit in chosen or limits), default=DEFAULT_MAX_THROTTLED
+    )
+    return Pause(tuple((limit.name, limit.per_group) for limit in chosen), seconds, max_throttled)

@@ -1,0 +1,255 @@
+"""Limits against a real Redis and in-process workers: concurrency, rate and cost budgets shared by
+the fleet, jobs held without a slot or a try, per-group budgets, jobd.Throttled, and slots that
+go back when a job ends, is drained, or its worker dies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pytest
+import redis
+
+from jobd.client import Client, JobFailed, JobStatus
+from jobd.redis.keys import QueueKeys
+from jobd.worker.store import Store
+from tests.support.wait import async_wait_until
+from tests.support.worker import running_worker, settings_for
+
+
+def spans(ledger: redis.Redis, key: str) -> list[tuple[str, str]]:
+    """(event, job id) in the order the jobs wrote them."""
+    return [tuple(line.decode().split("|")[:2]) for line in ledger.lrange(key, 0, -1)]  # type: ignore[misc]
+
+
+def most_at_once(events: Sequence[tuple[str, str]]) -> int:
+    running = top = 0
+    for event, _ in events:
+        running += 1 if event == "start" else -1
+        top = max(top, running)
+    return top
+
+
+def most_in_a_window(moments: Sequence[datetime], seconds: float) -> int:
+    """The most moments in any window of `seconds` (closed on the left, open on the right)."""
+    times = sorted(moment.timestamp() for moment in moments)
+    return max(sum(1 for other in times if start <= other < start + seconds) for start in times)
+
+
+async def started_at(jobs: Sequence[Any]) -> list[datetime]:
+    infos = [await job.info() for job in jobs]
+    return [info.started_at for info in infos if info is not None and info.started_at]
+
+
+async def test_a_concurrency_limit_holds_jobs_without_a_slot_or_a_try(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"concurrency": 2}},
+        functions={"sleep_record": {"limits": ["api"]}},
+    )  # fmt: skip
+    key = f"{key_prefix}:spans"
+    limited = [await client.enqueue("sleep_record", 0.2, key) for _ in range(6)]
+    async with running_worker(settings) as worker:
+        # unlimited jobs of the same queue pass the held ones (no head-of-line blocking)
+        free = await client.enqueue("echo", "free")
+        assert await free.result(timeout=10) == {"args": ["free"], "kwargs": {}}
+        waiting = [job for job in limited if await job.status() == JobStatus.QUEUED]
+        assert waiting, "some limited jobs wait while two run"
+        assert len(worker.running) <= 2  # held jobs take no worker slot
+        for job in limited:
+            assert await job.result(timeout=20) == "slept"
+    assert most_at_once(spans(ledger, key)) == 2
+    for job in limited:
+        info = await job.info()
+        assert info is not None and info.tries == 1  # waiting for the limit charged no try
+    keys = QueueKeys(key_prefix, "default")
+    assert await client.redis.zcard(keys.limit("api") + "running") == 0  # every slot went back
+
+
+async def test_a_rate_limit_holds_in_every_window(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"rate": "4/s"}},
+        functions={"echo": {"limits": ["api"]}},
+    )  # fmt: skip
+    jobs = await client.enqueue_many([("echo", (n,), {}) for n in range(10)])
+    async with running_worker(settings):
+        for job in jobs:
+            await job.result(timeout=20)
+    moments = await started_at(jobs)
+    assert len(moments) == 10
+    assert most_in_a_window(moments, 1.0) == 4
+
+
+async def test_a_cost_limit_counts_each_jobs_cost(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"tokens": {"cost": "10/s"}},
+        functions={"echo": {"limits": ["tokens"]}},
+    )  # fmt: skip
+    jobs = [await client.enqueue("echo", n, cost=4) for n in range(5)]
+    too_big = await client.enqueue("echo", "big", cost=11)
+    async with running_worker(settings):
+        for job in jobs:
+            await job.result(timeout=20)
+        with pytest.raises(JobFailed, match="cost 11 is above limit tokens") as caught:
+            await too_big.result(timeout=10)
+    assert caught.value.error_type == "CostAboveLimit"
+    # 4 + 4 fit in 10, a third 4 does not: two starts at most in any second
+    assert most_in_a_window(await started_at(jobs), 1.0) == 2
+
+
+async def test_per_group_limits_give_each_group_its_budget(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"tenant": {"concurrency": 1, "per_group": True}},
+        functions={"sleep_record": {"limits": ["tenant"]}},
+    )  # fmt: skip
+    keys = {group: f"{key_prefix}:{group}" for group in ("a", "b")}
+    both = f"{key_prefix}:both"
+    jobs = []
+    for group, key in keys.items():
+        for _ in range(3):
+            jobs.append(await client.enqueue("sleep_record", 0.15, key, group=group))
+        jobs.append(await client.enqueue("sleep_record", 0.15, both, group=group))
+    async with running_worker(settings):
+        for job in jobs:
+            assert await job.result(timeout=20) == "slept"
+    for key in keys.values():
+        assert most_at_once(spans(ledger, key)) == 1
+    info = await jobs[0].info()
+    assert info is not None
+
+
+async def test_throttled_pauses_the_limit_and_charges_no_try(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"rate": "100/s"}},
+        functions={"throttled": {"limits": ["api"]}},
+    )  # fmt: skip
+    job = await client.enqueue("throttled", f"{key_prefix}:runs", 2, 0.2, "api")
+    async with running_worker(settings) as worker:
+        assert await job.result(timeout=20) == 3
+        text = worker.metrics.render().decode()
+    info = await job.info()
+    assert info is not None and info.tries == 1  # two throttled runs, then the one that counted
+    assert 'jobd_limit_throttled_total{limit="api",queue="default"} 2.0' in text
+    assert 'outcome="throttled",queue="default"} 2.0' in text
+
+
+async def test_a_job_throttled_too_long_is_dead_lettered(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"rate": "100/s", "max_throttled": "300ms"}},
+        functions={"throttled": {"limits": ["api"]}},
+    )  # fmt: skip
+    job = await client.enqueue("throttled", f"{key_prefix}:runs", 1000, 0.1)
+    async with running_worker(settings) as worker:
+        with pytest.raises(JobFailed) as caught:
+            await job.result(timeout=20)
+        text = worker.metrics.render().decode()
+    assert caught.value.error_type == "Throttled"
+    assert 'reason="throttled"} 1.0' in text
+    dead = await client.redis.zrange(QueueKeys(key_prefix, "default").dead, 0, -1)
+    assert dead == [job.id.encode()]
+
+
+async def test_throttled_without_limits_waits_and_is_not_charged(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    settings = settings_for(redis_url, key_prefix, functions={"throttled": {"max_tries": 1}})
+    job = await client.enqueue("throttled", f"{key_prefix}:runs", 1, 0.05)
+    async with running_worker(settings):
+        assert await job.result(timeout=20) == 2  # max_tries 1, yet it ran twice
+
+
+async def test_a_dead_workers_slot_goes_back_when_its_jobs_are_reaped(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    """A worker killed mid-job holds its slot until the reaper gives its job back; then the job
+    runs again and the job held behind it runs too. No slot is lost."""
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"concurrency": 1}},
+        functions={"echo": {"limits": ["api"]}},
+    )  # fmt: skip
+    first = await client.enqueue("echo", 1)
+    second = await client.enqueue("echo", 2)
+    from jobd.worker.limits import limit_specs
+
+    dead = Store(
+        client.redis, prefix=key_prefix, worker_id="gone:1:x", lease_ms=300,
+        max_payload_bytes=1 << 20, limit_specs=limit_specs(settings),
+    )  # fmt: skip
+    claim = await dead.claim("default", 10)  # takes the slot, then "dies": never renews
+    assert [job.id for job in claim.jobs] == [first.id]
+    assert [(id_, limit) for id_, _, limit in claim.held] == [(second.id, "api")]
+    async with running_worker(settings):
+        assert await first.result(timeout=20) == {"args": [1], "kwargs": {}}
+        assert await second.result(timeout=20) == {"args": [2], "kwargs": {}}
+    info = await first.info()
+    assert info is not None and info.lost == 1
+    keys = QueueKeys(key_prefix, "default")
+    assert await client.redis.zcard(keys.limit("api") + "running") == 0
+
+
+async def test_an_aborted_held_job_never_runs(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"concurrency": 1}},
+        functions={"sleep_record": {"limits": ["api"]}},
+    )  # fmt: skip
+    key = f"{key_prefix}:spans"
+    first = await client.enqueue("sleep_record", 0.3, key)
+    held = await client.enqueue("sleep_record", 0, key)
+    async with running_worker(settings):
+        await async_wait_until(
+            lambda: client.redis.hexists(QueueKeys(key_prefix, "default").job(held.id), "held"),
+            message="the second job is held",
+        )
+        assert await held.abort() is True
+        assert await first.result(timeout=10) == "slept"
+        after = await client.enqueue("sleep_record", 0, key)
+        assert await after.result(timeout=10) == "slept"
+    assert await held.status() == JobStatus.ABORTED
+    assert held.id not in {job_id for _, job_id in spans(ledger, key)}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"group": "a b"}, r"group 'a b' is not valid"),
+        ({"group": ""}, r"group '' is not valid"),
+        ({"cost": 0}, r"cost must be an integer >= 1, got 0"),
+        ({"cost": 1.5}, r"cost must be an integer >= 1, got 1.5"),
+        ({"cost": True}, r"cost must be an integer >= 1, got True"),
+    ],
+)
+async def test_bad_group_and_cost_name_the_option(
+    client: Client, options: dict[str, Any], message: str
+) -> None:
+    from jobd.client import InvalidJobOption
+
+    with pytest.raises(InvalidJobOption, match=message):
+        await client.enqueue("echo", **options)
+
+
+async def test_group_and_cost_are_stored_with_the_job(client: Client, key_prefix: str) -> None:
+    job = await client.enqueue("echo", group="tenant-42", cost=1200)
+    fields = await client.redis.hmget(QueueKeys(key_prefix, "default").job(job.id), "group", "cost")
+    assert fields == [b"tenant-42", b"1200"]
