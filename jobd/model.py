@@ -89,6 +89,19 @@ class JobInfo:
     expires_at: datetime | None
     result: Any
     error: ErrorInfo | None
+    group: str | None = None
+    """The group it was enqueued with (fair turns, per-group limits)."""
+    cost: int = 1
+    """What it charges against its function's cost limits."""
+    held_by: str | None = None
+    """The limit holding it back while it waits (docs/limits.md), else None."""
+
+
+def _limit_name(base: str | None) -> str | None:
+    """The limit name in a limit's key base (<prefix>:{<queue>}:limit:<name>:[g:<group>:])."""
+    if not base or ":limit:" not in base:
+        return None
+    return base.rsplit(":limit:", 1)[1].split(":", 1)[0]
 
 
 def encode_payload(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -179,6 +192,11 @@ def job_info(job_id: str, fields: dict[bytes, bytes], serializer: Serializer) ->
         expires_at=timestamp(fields.get(b"expires_at")),
         result=result,
         error=decode_error(fields.get(b"error")),
+        group=_text(fields.get(b"group")) or None,
+        cost=_number(fields.get(b"cost")) or 1,
+        held_by=_limit_name(_text(fields.get(b"held")))
+        if fields.get(b"status") == b"queued"
+        else None,
     )
 
 

@@ -93,6 +93,8 @@ def enqueue(
     priority: int,
     max_tries: int | None,
     wait: float | None,
+    group: str | None = None,
+    cost: int | None = None,
 ) -> int:
     """`jobd enqueue`: store one job, print its id; with `wait`, print its result as JSON."""
     args, kwargs = call_arguments(args_text, kwargs_text)
@@ -103,6 +105,7 @@ def enqueue(
         operation = client.enqueue_operation(
             [(function, args, kwargs)], [job_id], queue=queue, delay=delay_seconds, at=None,
             priority=priority, max_tries=max_tries, timeout=None, expires=None, strict=False,
+            group=group, cost=cost,
         )  # fmt: skip
         (ref,) = client.run(operation)
         handle = SyncJob(client, ref)
@@ -185,6 +188,9 @@ def describe(info: JobInfo, settings: Settings, now_ms: int) -> str:
         ("function", info.function),
         ("queue", info.queue),
         ("priority", str(info.priority)),
+        *([("group", info.group)] if info.group else []),
+        *([("cost", str(info.cost))] if info.cost != 1 else []),
+        *([("held by", f"limit {info.held_by}: waits for it, uncharged")] if info.held_by else []),
         ("tries", f"{info.tries} of {max_tries}"),
         ("lost", f"{info.lost} (tries whose worker died)"),
         ("args", json.dumps(list(info.args), ensure_ascii=False)),

@@ -125,6 +125,7 @@ def _enqueue(arguments: argparse.Namespace, settings: Settings) -> int:
         settings, arguments.function, arguments.args, kwargs_text=arguments.kwargs,
         queue=arguments.queue, delay=arguments.delay, job_id=arguments.job_id,
         priority=arguments.priority, max_tries=arguments.max_tries, wait=wait,
+        group=arguments.group, cost=arguments.cost,
     )  # fmt: skip
 
 
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     _enqueue_parser(commands)
     _job_parsers(commands)
     _cron_parsers(commands)
+    _limits_parser(commands)
     _dead_parsers(commands)
     _config_parsers(commands)
     return parser
@@ -275,6 +277,18 @@ def _enqueue_parser(commands: Any) -> None:
         "--priority", type=int, default=0, help="-1000..1000, higher runs first (default: 0)"
     )
     enqueue.add_argument(
+        "--group",
+        metavar="NAME",
+        help="the job's group: groups are served in turn, and per-group limits give each its "
+        "own budget (any short printable text, e.g. a tenant id)",
+    )
+    enqueue.add_argument(
+        "--cost",
+        type=_positive,
+        metavar="N",
+        help="what the job charges against its function's cost limits (default: 1)",
+    )
+    enqueue.add_argument(
         "--max-tries",
         type=_positive,
         metavar="N",
@@ -320,6 +334,26 @@ def _job_parsers(commands: Any) -> None:
     )
     abort.add_argument("job_id", metavar="ID", help="the job's id")
     _queue_option(abort)
+
+
+def _limits(arguments: argparse.Namespace, settings: Settings) -> int:
+    from jobd.cli import limits
+
+    return limits.limits_list(settings, as_json=arguments.json)
+
+
+def _limits_parser(commands: Any) -> None:
+    limits = _operator(
+        commands,
+        "limits",
+        _limits,
+        help="the [limits]: slots in use, starts and cost in the window, pauses, jobs held back",
+        description="Show each limit's use across the fleet, read from Redis: running jobs "
+        "against `concurrency`, starts and cost in the current window against `rate` and "
+        "`cost`, a pause set by jobd.Throttled, and the jobs it holds back. Per-group limits "
+        "also list their busiest groups. Limits no function names are left out.",
+    )
+    _json_option(limits, "the limits")
 
 
 def _cron_list(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from jobd.cli.cron import cron_rows, print_cron
+from jobd.cli.limits import as_document, limit_rows, print_limits
 from jobd.cli.shared import (
     WorkerEntry,
     connect,
@@ -52,8 +53,9 @@ def queue_states(
         pipe.zcard(keys.running)
         pipe.zcard(keys.dead)
         pipe.zrange(keys.queued, 0, 0)
+        pipe.get(keys.grouped)
     replies = pipe.execute()
-    counts = [replies[index : index + 5] for index in range(0, len(replies), 5)]
+    counts = [replies[index : index + 6] for index in range(0, len(replies), 6)]
     heads = {
         queue: text(reply[4][0]) for queue, reply in zip(queues, counts, strict=True) if reply[4]
     }
@@ -62,12 +64,12 @@ def queue_states(
         pipe.hget(QueueKeys(prefix, queue).job(head), "due_at")
     due = dict(zip(heads, pipe.execute(), strict=True)) if heads else {}
     states = []
-    for queue, (queued, scheduled, running, dead, _) in zip(queues, counts, strict=True):
+    for queue, (queued, scheduled, running, dead, _, grouped) in zip(queues, counts, strict=True):
         due_ms = number(due.get(queue))
         states.append(
             QueueState(
                 queue=queue,
-                queued=int(queued),
+                queued=int(queued) + int(grouped or 0),
                 scheduled=int(scheduled),
                 running=int(running),
                 dead=int(dead),
@@ -78,13 +80,15 @@ def queue_states(
 
 
 def status(settings: Settings, *, restrict: Sequence[str] | None, as_json: bool) -> int:
-    """`jobd status`: job counts per queue, the live workers, and the cron entries."""
+    """`jobd status`: job counts per queue, the live workers, the limits and the cron entries."""
     with connect(settings) as client:
         now_ms = server_ms(client.redis)
         workers = live_workers(client.redis, client.key_prefix, now_ms)
         queues = queues_to_report(settings, workers, restrict)
         states = queue_states(client.redis, client.key_prefix, queues, now_ms)
+        limits = limit_rows(client.redis, client.key_prefix, settings, now_ms)
     if restrict:
+        limits = [row for row in limits if row.queue in queues]
         workers = [worker for worker in workers if set(worker.queues) & set(queues)]
     if as_json:
         print_json(
@@ -93,6 +97,7 @@ def status(settings: Settings, *, restrict: Sequence[str] | None, as_json: bool)
                 "queues": [dataclasses.asdict(state) for state in states],
                 "workers": [dataclasses.asdict(worker) for worker in workers],
                 "cron": cron_rows(settings) if settings.cron else [],
+                "limits": [as_document(row) for row in limits],
             }
         )
         return 0
@@ -118,6 +123,9 @@ def status(settings: Settings, *, restrict: Sequence[str] | None, as_json: bool)
     else:
         print(f"{len(workers)} live worker{'s' if len(workers) != 1 else ''}")
         print(table(WORKER_COLUMNS, [_worker_row(worker, moment(now_ms)) for worker in workers]))
+    if limits:
+        print()
+        print_limits(limits)
     if settings.cron:
         print()
         print_cron(cron_rows(settings))

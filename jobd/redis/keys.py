@@ -19,6 +19,11 @@ one Redis Cluster slot and each Lua script touches a single slot.
     <prefix>:{<queue>}:cron:<name>  HASH  cron entry <name> (enqueued on <queue>): its last tick (ms),
                                           the tick before it, the last job's id, the worker that fired it
     <prefix>:{<queue>}:aborts       pub/sub channel: ids of running jobs to cancel
+    <prefix>:{<queue>}:queued:<g>   ZSET  the waiting jobs of group <g> (enqueue(..., group=)), scored
+                                          as in queued
+    <prefix>:{<queue>}:turns        ZSET  group -> its place in the queue: one entry per group with
+                                          waiting jobs, so that groups are served in turn
+    <prefix>:{<queue>}:grouped      STR   how many jobs wait in groups
     <prefix>:{<queue>}:held         ZSET  key base of a limit with jobs held back -> when to look again
     <prefix>:{<queue>}:limit:<name>:[g:<group>:]<role>   the state of limit <name> (for one group
                                           of a per-group limit): running, starts, costs, spent,
@@ -32,6 +37,11 @@ from dataclasses import dataclass
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 """What queue names and the key prefix may contain: no braces, so the hash tag stays the queue's."""
+
+
+def member_text(value: object) -> str:
+    """A ZSET member or key part read back from Redis, as text (bytes decoded leniently)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,17 @@ class QueueKeys:
     @property
     def owned_prefix(self) -> str:
         return self.base + "owned:"
+
+    @property
+    def turns(self) -> str:
+        return self.base + "turns"
+
+    @property
+    def grouped(self) -> str:
+        return self.base + "grouped"
+
+    def group(self, group: str) -> str:
+        return f"{self.base}queued:{group}"
 
     @property
     def held(self) -> str:

@@ -12,10 +12,11 @@ import time
 import redis.asyncio
 
 from jobd import __version__
+from jobd.config.limits import owner_queue
 from jobd.ops.health import wait_for
 from jobd.ops.serverwatch import ServerWatch
 from jobd.redis.connect import connection_options, open_async
-from jobd.redis.keys import RegistryKeys
+from jobd.redis.keys import RegistryKeys, member_text
 from jobd.worker.context import WorkerContext
 
 logger = logging.getLogger("jobd.monitor")
@@ -111,9 +112,10 @@ class Monitor:
                 pipe.zcard(keys.running)
                 pipe.zcard(keys.dead)
                 pipe.zrange(keys.queued, 0, 0)
-                queued, scheduled, running, dead, head = await pipe.execute()
+                pipe.get(keys.grouped)
+                queued, scheduled, running, dead, head, grouped = await pipe.execute()
             for state, count in (
-                ("queued", queued),
+                ("queued", queued + int(grouped or 0)),
                 ("scheduled", scheduled),
                 ("running", running),
                 ("dead", dead),
@@ -128,6 +130,29 @@ class Monitor:
                 if due and due.isdigit():
                     age = max(0.0, int(seconds) + int(micros) / 1e6 - int(due) / 1000)
             metrics.queue_oldest_age.labels(queue).set(age)
+        await self._limit_figures()
+
+    async def _limit_figures(self) -> None:
+        """Slots in use and jobs held back, per limit of a consumed queue (groups summed)."""
+        client = self.context.redis
+        metrics = self.context.metrics
+        consumed = set(self.settings.worker.queues)
+        for name, limit in self.settings.limits.items():
+            queue = owner_queue(self.settings.functions, name)
+            if queue is None or queue not in consumed:
+                continue
+            keys = self.context.store.keys(queue)
+            bases = [keys.limit(name)]
+            if limit.per_group:
+                groups = await client.zrange(f"{keys.limit_prefix}{name}:groups", 0, -1)
+                bases += [keys.limit(name, member_text(group)) for group in groups]
+            async with client.pipeline(transaction=False) as pipe:
+                for base in bases:
+                    pipe.zcard(base + "running")
+                    pipe.zcard(base + "held")
+                counts = await pipe.execute()
+            metrics.limit_slots.labels(queue, name).set(sum(counts[0::2]))
+            metrics.limit_waiting.labels(queue, name).set(sum(counts[1::2]))
 
     async def publish(self, interval: float) -> None:
         """Write this worker's registry entry, live for three heartbeats."""

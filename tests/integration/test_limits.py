@@ -253,3 +253,39 @@ async def test_group_and_cost_are_stored_with_the_job(client: Client, key_prefix
     job = await client.enqueue("echo", group="tenant-42", cost=1200)
     fields = await client.redis.hmget(QueueKeys(key_prefix, "default").job(job.id), "group", "cost")
     assert fields == [b"tenant-42", b"1200"]
+
+
+# -- groups: fair turns ----------------------------------------------------------------------------
+
+
+async def test_groups_are_served_in_turn(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    """A group with a backlog delays another group's job by about one job, not by the backlog."""
+    settings = settings_for(redis_url, key_prefix, worker={"concurrency": 1})
+    key = f"{key_prefix}:order"
+    backlog = await client.enqueue_many([("record", (key,), {}) for _ in range(50)], group="big")
+    small = await client.enqueue("record", key, group="small")
+    plain = await client.enqueue("record", key)
+    urgent = await client.enqueue("record", key, group="big", priority=10)
+    keys = QueueKeys(key_prefix, "default")
+    assert await client.redis.get(keys.base + "grouped") == b"52"
+    async with running_worker(settings):
+        for job in [*backlog, small, plain, urgent]:
+            await job.result(timeout=20)
+    order = [job_id for event, job_id in spans(ledger, key) if event == "start"]
+    # The high-priority job of the big group goes first; the big group then waits for its next
+    # turn, behind what was enqueued meanwhile: small's single job does not wait for big's 50.
+    assert order == [urgent.id, small.id, plain.id, *(job.id for job in backlog)]
+    assert await client.redis.get(keys.base + "grouped") == b"0"
+    assert await client.redis.exists(keys.base + "turns") == 0
+
+
+async def test_an_aborted_grouped_job_leaves_no_turn_behind(
+    client: Client, key_prefix: str
+) -> None:
+    job = await client.enqueue("echo", group="g")
+    assert await job.abort() is True
+    keys = QueueKeys(key_prefix, "default")
+    assert await client.redis.exists(keys.base + "turns", keys.base + "queued:g") == 0
+    assert await client.redis.get(keys.base + "grouped") == b"0"

@@ -23,10 +23,34 @@ local function wake(wake_key)
   end
 end
 
--- Put a job (back) into the queued ZSET at its original place.
+-- Groups (enqueue(..., group=)): a group's waiting jobs are in a ZSET of their own, and the
+-- queue's 'turns' ZSET holds each group with waiting jobs once, scored like a job. The claim
+-- takes from queued and turns in score order; a group that got a job goes to the back of turns
+-- (a new enqueue number), so groups with work are served in turn, and a group's backlog delays
+-- another group's job by one job, not by the backlog. These keys share the queue's hash tag and
+-- are named from its queued key (<prefix>:{<queue>}:queued): queued:<group> (ZSET), turns
+-- (ZSET group -> score), grouped (STR: jobs waiting in groups), seq, job:<id>.
+local function queue_base(queued_key)
+  return string.sub(queued_key, 1, -7)
+end
+
+-- Put job `id` of `group` (false or '': none) into the queue at `score`.
+local function enqueue_ready(queued_key, id, score, group)
+  if not group or group == '' then
+    redis.call('ZADD', queued_key, score, id)
+    return
+  end
+  local base = queue_base(queued_key)
+  if redis.call('ZADD', base .. 'queued:' .. group, score, id) == 1 then
+    redis.call('INCR', base .. 'grouped')
+  end
+  redis.call('ZADD', base .. 'turns', 'LT', score, group)
+end
+
+-- Put a job (back) into the queue at its original place.
 local function make_ready(queued_key, job_key, id)
-  local fields = redis.call('HMGET', job_key, 'priority', 'seq')
-  redis.call('ZADD', queued_key, queue_score(fields[1] or 0, fields[2] or 0), id)
+  local fields = redis.call('HMGET', job_key, 'priority', 'seq', 'group')
+  enqueue_ready(queued_key, id, queue_score(fields[1] or 0, fields[2] or 0), fields[3])
   redis.call('HSET', job_key, 'status', 'queued')
 end
 
@@ -107,7 +131,7 @@ local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, pa
   if status == 'scheduled' then
     redis.call('ZADD', scheduled_key, due, id)
   else
-    redis.call('ZADD', queued_key, queue_score(priority, seq), id)
+    enqueue_ready(queued_key, id, queue_score(priority, seq), group)
   end
   return 1, status
 end
@@ -132,7 +156,8 @@ local function release_slots(slots, job_key, id, queued_key, wake_key)
     if redis.call('ZREM', base .. 'running', id) == 1 then
       local held = redis.call('ZPOPMIN', base .. 'held', 1)
       if #held > 0 then
-        redis.call('ZADD', queued_key, held[2], held[1])
+        local group = redis.call('HGET', queue_base(queued_key) .. 'job:' .. held[1], 'group')
+        enqueue_ready(queued_key, held[1], held[2], group)
         wake(wake_key)
       end
     end

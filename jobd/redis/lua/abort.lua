@@ -6,7 +6,7 @@
 -- ARGV[1] id  ARGV[2] pub/sub channel of the queue's abort requests  ARGV[3] keep ms
 -- Returns 'aborted' (will not run), 'requested' (running; its worker will cancel it), or the status of a
 -- job that already ended ('succeeded', 'failed'), or 'not_found'
-local state = redis.call('HMGET', KEYS[1], 'status', 'held')
+local state = redis.call('HMGET', KEYS[1], 'status', 'held', 'group')
 local status = state[1]
 if not status then return 'not_found' end
 if status == 'queued' or status == 'scheduled' then
@@ -14,6 +14,15 @@ if status == 'queued' or status == 'scheduled' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   -- held back by a limit: its 'held' field names the limit's keys (see claim.lua)
   if state[2] then redis.call('ZREM', state[2] .. 'held', ARGV[1]) end
+  -- waiting in its group (see enqueue_ready)
+  if state[3] then
+    local base = queue_base(KEYS[2])
+    local group_key = base .. 'queued:' .. state[3]
+    if redis.call('ZREM', group_key, ARGV[1]) == 1 then
+      redis.call('DECR', base .. 'grouped')
+      if redis.call('EXISTS', group_key) == 0 then redis.call('ZREM', base .. 'turns', state[3]) end
+    end
+  end
   redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now_ms())
   notify_done(KEYS[1], KEYS[4], tonumber(ARGV[3]))
   keep_for(KEYS[1], tonumber(ARGV[3]))

@@ -21,7 +21,8 @@
 -- KEYS[12] limit key prefix: a limit's keys are the prefix, its name, ':', for a per-group limit
 -- 'g:' .. group .. ':', then a role: running (ZSET id -> start, the concurrency slots), starts
 -- (ZSET start -> time), costs (ZSET start|cost -> time), spent (STR, the sum of costs), paused
--- (STR, until when, ms), held (ZSET id -> queue score)
+-- (STR, until when, ms), held (ZSET id -> queue score); for a per-group limit also
+-- <name>:groups (ZSET group -> last start, for `jobd limits`)
 -- KEYS[13] held index (ZSET): base of a limit with held jobs -> when to try them again (ms)
 -- ARGV[8] the limits of this queue's functions as JSON ('' = none): {"f": {function: [names]},
 -- "l": {name: [rate count, rate ms, cost count, cost ms, concurrency, per group 0/1]}}
@@ -124,7 +125,9 @@ end
 if redis.call('DEL', KEYS[11]) == 1 then
   redis.call('SET', KEYS[6], nonce .. '\n', 'PX', 2 * tonumber(ARGV[4])) -- a replay takes nothing
   -- the wait may have popped a wake marker meant for a job: pass it on to another worker
-  if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[7]) end
+  if redis.call('ZCARD', KEYS[1]) > 0 or redis.call('EXISTS', queue_base(KEYS[1]) .. 'turns') == 1 then
+    wake(KEYS[7])
+  end
   reply[2] = next_due()
   return reply
 end
@@ -140,7 +143,10 @@ if ARGV[8] ~= '' then
   -- held jobs whose limit may allow them now go back to their places, to be judged again below
   for _, base in ipairs(redis.call('ZRANGE', KEYS[13], '-inf', now, 'BYSCORE', 'LIMIT', 0, 20)) do
     local back = redis.call('ZPOPMIN', base .. 'held', wanted)
-    for i = 1, #back, 2 do redis.call('ZADD', KEYS[1], back[i + 1], back[i]) end
+    for i = 1, #back, 2 do
+      local group = redis.call('HGET', job_prefix .. back[i], 'group')
+      enqueue_ready(KEYS[1], back[i], back[i + 1], group)
+    end
     if redis.call('EXISTS', base .. 'held') == 0 then
       redis.call('ZREM', KEYS[13], base)
     else -- the rest waits for a later look; jobs held again below set the exact time
@@ -203,7 +209,12 @@ local function allowed_at(base, definition, cost)
 end
 
 -- Take what a starting job uses of the limit of `base`; returns whether it holds a slot.
-local function take(base, definition, id, cost)
+local function take(base, definition, id, cost, name, group)
+  if definition[6] == 1 and group then
+    local groups = KEYS[12] .. name .. ':groups'
+    redis.call('ZADD', groups, now, group)
+    redis.call('PEXPIRE', groups, math.max(definition[2], definition[4], 2 * tonumber(ARGV[4])))
+  end
   local start = token .. ':' .. id
   if definition[1] > 0 then
     redis.call('ZADD', base .. 'starts', now, start)
@@ -255,7 +266,9 @@ local function admit(job_key, id, fn, score)
   end
   local slots = {}
   for i, name in ipairs(names) do
-    if take(bases[i], spec['l'][name], id, cost) then slots[#slots + 1] = bases[i] end
+    if take(bases[i], spec['l'][name], id, cost, name, group) then
+      slots[#slots + 1] = bases[i]
+    end
   end
   if #slots > 0 then
     redis.call('HSET', job_key, 'slots', table.concat(slots, ' '))
@@ -264,11 +277,51 @@ local function admit(job_key, id, fn, score)
   return true
 end
 
+local base = queue_base(KEYS[1])
+local turns = base .. 'turns'
+
+-- Up to `count` jobs in queue order across queued and the groups' turns (see enqueue_ready):
+-- {id, score, id, score, ...}. A group that gives a job goes to the back of the turns.
+local function pop_in_turn(count)
+  local popped = {}
+  while #popped < 2 * count do
+    local job = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    local turn = redis.call('ZRANGE', turns, 0, 0, 'WITHSCORES')
+    if #turn == 0 or (#job > 0 and tonumber(job[2]) <= tonumber(turn[2])) then
+      if #job == 0 then break end
+      redis.call('ZREM', KEYS[1], job[1])
+    else
+      local group_key = base .. 'queued:' .. turn[1]
+      job = redis.call('ZPOPMIN', group_key, 1)
+      local after = redis.call('ZRANGE', group_key, 0, 0)
+      if #after > 0 then
+        local priority = redis.call('HGET', job_prefix .. after[1], 'priority')
+        redis.call('ZADD', turns, queue_score(priority or 0, redis.call('INCR', base .. 'seq')),
+          turn[1])
+      else
+        redis.call('ZREM', turns, turn[1])
+      end
+      if #job > 0 then redis.call('DECR', base .. 'grouped') end
+    end
+    if #job > 0 then
+      popped[#popped + 1] = job[1]
+      popped[#popped + 1] = job[2]
+    end
+  end
+  return popped
+end
+
+local in_turn = redis.call('EXISTS', turns) == 1
 local claimed_ids = {}
 local rounds = 0
 while #claimed_ids < wanted and rounds < 10 do
   rounds = rounds + 1
-  local popped = redis.call('ZPOPMIN', KEYS[1], wanted - #claimed_ids)
+  local popped
+  if in_turn then
+    popped = pop_in_turn(wanted - #claimed_ids)
+  else
+    popped = redis.call('ZPOPMIN', KEYS[1], wanted - #claimed_ids)
+  end
   if #popped == 0 then break end
   for i = 1, #popped, 2 do
     local id = popped[i]
@@ -309,6 +362,9 @@ end
 redis.call('SET', KEYS[6], nonce .. '\n' .. table.concat(claimed_ids, '\n'), 'PX',
   2 * tonumber(ARGV[4]))
 -- Work is left: pass the wake-up on to another idle worker, so a fleet scales out.
-if #claimed_ids == wanted and redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[7]) end
+if #claimed_ids == wanted
+    and (redis.call('ZCARD', KEYS[1]) > 0 or redis.call('EXISTS', turns) == 1) then
+  wake(KEYS[7])
+end
 reply[2] = next_due()
 return reply
