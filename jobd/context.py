@@ -5,7 +5,13 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+
+
+class JobChannel(Protocol):
+    """What a running job asks of its worker (the worker provides it)."""
+
+    async def set_cost(self, cost: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +29,19 @@ class JobContext:
     """When the per-function timeout cancels the job (None when it has no timeout)."""
     state: dict[str, Any] = field(default_factory=dict)
     """The dict the startup hook filled: shared clients, pools, settings."""
+    channel: JobChannel | None = field(default=None, repr=False, compare=False)
+    """The worker's side of the calls below; None outside a worker (tests building a context)."""
+
+    async def set_cost(self, cost: int) -> None:
+        """Correct the job's cost once it is known (an LLM reply reports the tokens it used): the
+        difference to the cost it was enqueued with is charged or refunded against its
+        function's cost limits, in the window of its start. In an `async def` job; a plain
+        `def` job can use `asyncio.run_coroutine_threadsafe` with the worker's loop."""
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+            raise ValueError(f"cost must be an integer >= 0, got {cost!r}")
+        if self.channel is None:
+            raise RuntimeError("set_cost needs a running worker")
+        await self.channel.set_cost(cost)
 
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("jobd_current_job")

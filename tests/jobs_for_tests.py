@@ -98,6 +98,12 @@ async def throttled(key: str, times: int, retry_after: float, limit: str | None 
     return runs
 
 
+async def report_cost(cost: int) -> int:
+    """Tell the worker the job's real cost, as an LLM call would once its reply counted tokens."""
+    await jobd.current_job().set_cost(cost)
+    return cost
+
+
 async def sleep(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "slept"

@@ -33,6 +33,7 @@ SCRIPT_NAMES = (
     "renew",
     "requeue",
     "retry",
+    "set_cost",
     "throttle",
 )
 

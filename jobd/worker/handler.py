@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from prometheus_client import Counter, Histogram
 
 from jobd.config.settings import RetrySettings
+from jobd.context import JobChannel
 from jobd.model import ErrorInfo, encode_error
 from jobd.ops.logs import log_fast
 from jobd.ops.metrics import OUTCOMES
@@ -27,7 +28,7 @@ from jobd.worker.cron import JOB_ID_PREFIX as CRON_JOB_PREFIX
 from jobd.worker.cron import entry_of
 from jobd.worker.finisher import Finisher
 from jobd.worker.functions import RegisteredFunction
-from jobd.worker.limits import pause_for
+from jobd.worker.limits import CostChannel, NoCostLimits, cost_limits, pause_for
 from jobd.worker.runner import ClaimedJob, Outcome, Result, Runner
 from jobd.worker.running import RunningJob
 from jobd.worker.store import Claim, Finish, Reaped
@@ -54,6 +55,7 @@ _CLAIM_DEAD = {
     "invalid_job": "stored in a form no producer writes (forged or corrupted)",
 }
 """Why the claim script dead-lettered a job, as the log line says it."""
+_NO_COST_LIMITS = NoCostLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class JobHandler:
         self.signing_key = signing_key
         self._cache: dict[tuple[str, str], _Series] = {}
         self._cron_names = frozenset(entry.name for entry in self.settings.cron)
+        self._cost_limits = {name: cost_limits(self.settings, name) for name in functions}
         self._declare_series()
 
     def _declare_series(self) -> None:
@@ -204,12 +207,17 @@ class JobHandler:
         if job.tries > max_tries:
             message = f"no tries left: the worker running try {job.tries - 1} of {max_tries} died"
             return Result(Outcome.FAILED, error=ErrorInfo("WorkerLost", message), final=True)
+        limits = self._cost_limits.get(job.function)
+        channel: JobChannel = (
+            CostChannel(self.store, self.call, job, limits) if limits else _NO_COST_LIMITS
+        )
         return await self.runner.run(
             job,
             registered.func,
             is_async=registered.is_async,
             max_tries=max_tries,
             timeout=job.timeout or function.timeout,
+            channel=channel,
         )
 
     def _function_settings(self, job: ClaimedJob) -> tuple[int, float, RetrySettings]:

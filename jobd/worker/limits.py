@@ -3,10 +3,15 @@ a throttled job pauses. The scripts keep the state (see docs/limits.md)."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobd.config.settings import DEFAULT_MAX_THROTTLED, LimitSettings, Rate, Settings
+from jobd.worker.resilience import RedisCaller
+from jobd.worker.runner import ClaimedJob
+from jobd.worker.store import Store
 
 DEFAULT_PAUSE = 1.0
 """Seconds a limit pauses when jobd.Throttled gives no retry_after."""
@@ -67,3 +72,40 @@ def pause_for(
         (limit.max_throttled for limit in chosen or limits), default=DEFAULT_MAX_THROTTLED
     )
     return Pause(tuple((limit.name, limit.per_group) for limit in chosen), seconds, max_throttled)
+
+
+def cost_limits(settings: Settings, function: str) -> tuple[tuple[str, bool], ...]:
+    """(name, per group) of the cost limits of `function`."""
+    function_settings = settings.function_for(function)
+    names = function_settings.limits if function_settings is not None else ()
+    return tuple(
+        (name, settings.limits[name].per_group)
+        for name in names
+        if settings.limits[name].cost is not None
+    )
+
+
+class CostChannel:
+    """JobContext.set_cost of one running job: the difference goes to its cost limits."""
+
+    __slots__ = ("_call", "_job", "_limits", "_store")
+
+    def __init__(
+        self, store: Store, call: RedisCaller, job: ClaimedJob, limits: Sequence[tuple[str, bool]]
+    ) -> None:
+        self._store = store
+        self._call = call
+        self._job = job
+        self._limits = limits
+
+    async def set_cost(self, cost: int) -> None:
+        await self._call(
+            "set cost", functools.partial(self._store.set_cost, self._job, cost, self._limits)
+        )
+
+
+class NoCostLimits:
+    """JobContext.set_cost of a job whose function has no cost limit: nothing to correct."""
+
+    async def set_cost(self, cost: int) -> None:
+        return None

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from jobd.context import JobContext, set_current_job
+from jobd.context import JobChannel, JobContext, set_current_job
 from jobd.errors import PayloadError, PayloadTooLarge, Retry, SerializationError, Throttled
 from jobd.model import ErrorInfo, decode_payload
 from jobd.serializer import Serializer
@@ -155,8 +155,10 @@ class Runner:
         is_async: bool,
         max_tries: int,
         timeout: float | None,
+        channel: JobChannel | None = None,
     ) -> Result:
-        """Run `job` with `function` under `timeout` seconds; see the module docstring."""
+        """Run `job` with `function` under `timeout` seconds; see the module docstring.
+        `channel` serves the job's calls to its worker (JobContext.set_cost)."""
         try:
             if len(job.payload) > OFF_LOOP_DECODE_BYTES:
                 args, kwargs = await asyncio.to_thread(decode_payload, self.serializer, job.payload)
@@ -174,6 +176,7 @@ class Runner:
             enqueued_at=job.enqueued_at,
             deadline=now + timedelta(seconds=timeout) if timeout else None,
             state=self.state,
+            channel=channel,
         )
         deadline = self.deadlines.add(timeout) if timeout else None
         try:

@@ -345,6 +345,18 @@ class Store:
         assert isinstance(reply, list)
         return reply[0].decode(), int(reply[1])
 
+    async def set_cost(self, job: ClaimedJob, cost: int, limits: Sequence[tuple[str, bool]]) -> str:
+        """Correct a running job's cost in its cost `limits` (name, per group); 'ok' or 'stale'."""
+        keys = self.keys(job.queue)
+        pairs: list[Argument] = []
+        for name, per_group in limits:
+            pairs += [name, int(per_group)]
+        reply = await self._script(
+            "set_cost", [keys.job(job.id), keys.limit_prefix], [job.id, job.token, cost, *pairs]
+        )
+        assert isinstance(reply, list)
+        return str(reply[0].decode())
+
     async def requeue(self, job: ClaimedJob) -> str:
         """Put a running job back in its queue without charging the try (drain)."""
         keys = self.keys(job.queue)

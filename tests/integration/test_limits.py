@@ -289,3 +289,35 @@ async def test_an_aborted_grouped_job_leaves_no_turn_behind(
     keys = QueueKeys(key_prefix, "default")
     assert await client.redis.exists(keys.base + "turns", keys.base + "queued:g") == 0
     assert await client.redis.get(keys.base + "grouped") == b"0"
+
+
+async def test_set_cost_charges_the_real_cost_in_the_window_of_the_start(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"tokens": {"cost": "10/s"}},
+        functions={"report_cost": {"limits": ["tokens"]}},
+    )  # fmt: skip
+    base = QueueKeys(key_prefix, "default").limit("tokens")
+    first = await client.enqueue("report_cost", 9)  # enqueued at cost 1, really costs 9
+    async with running_worker(settings):
+        assert await first.result(timeout=10) == 9
+        assert await client.redis.get(base + "spent") == b"9"
+        second = await client.enqueue("report_cost", 2, cost=2)  # 9 + 2 > 10: waits
+        assert await second.result(timeout=10) == 2
+        refund = await client.enqueue("report_cost", 0, cost=5)
+        assert await refund.result(timeout=10) == 0
+    one, two = await started_at([first, second])
+    assert (two - one).total_seconds() >= 1.0  # the 9 units left the window first
+    info = await first.info()
+    assert info is not None and info.cost == 9
+
+
+async def test_set_cost_without_cost_limits_changes_nothing(
+    client: Client, redis_url: str, key_prefix: str
+) -> None:
+    settings = settings_for(redis_url, key_prefix, functions={"report_cost": {}})
+    job = await client.enqueue("report_cost", 5)
+    async with running_worker(settings):
+        assert await job.result(timeout=10) == 5
