@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio
 
+from jobd.client.limits import LimitHold
 from jobd.client.operations import Operation, ScriptCall
 from jobd.client.producer import Call, Handle, Producer, options_from_config
 from jobd.model import JobInfo, JobStatus
@@ -147,6 +148,23 @@ class Client(Producer):
             strict=strict,
         )  # fmt: skip
         return [Job(self, ref) for ref in await self.run(operation)]
+
+    def limit(
+        self,
+        name: str,
+        *,
+        cost: int = 1,
+        group: str | None = None,
+        timeout: float | None = 60.0,
+        hold: float = 60.0,
+    ) -> LimitHold:
+        """`async with client.limit("openai", cost=800): ...` waits until the fleet's limit
+        `name` allows one start of `cost` (TimeoutError after `timeout` seconds), and holds one
+        of its concurrency slots while inside (renewed every `hold` / 3 seconds; a process that
+        dies inside lets it lapse after `hold`). See jobd.client.limits."""
+        return LimitHold(
+            self.run, self.key_prefix, name, cost=cost, group=group, timeout=timeout, hold=hold
+        )
 
     def job(self, job_id: str, *, queue: str | None = None) -> Job:
         """A handle to an existing job (no round trip)."""

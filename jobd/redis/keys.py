@@ -163,6 +163,8 @@ class RegistryKeys:
                                        expires a few heartbeats after the last one
     <prefix>:epoch               STR   when this prefix's data began (ms): gone or changed after
                                        a Redis restart means the data was lost (jobd.ops.serverwatch)
+    <prefix>:limits              HASH  limit name -> JSON {"queue", "definition"} as workers publish
+                                       them, for Client.limit (see jobd.worker.limits)
     """
 
     prefix: str
@@ -173,3 +175,7 @@ class RegistryKeys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:registry:{worker_id}"
+
+    @property
+    def limits(self) -> str:
+        return f"{self.prefix}:limits"

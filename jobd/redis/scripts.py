@@ -21,6 +21,7 @@ Argument = str | bytes | int | float
 
 SCRIPT_NAMES = (
     "abort",
+    "acquire",
     "claim",
     "cron",
     "dead_purge",
@@ -30,6 +31,7 @@ SCRIPT_NAMES = (
     "observe",
     "promote",
     "reap",
+    "release",
     "renew",
     "requeue",
     "retry",
@@ -38,12 +40,12 @@ SCRIPT_NAMES = (
 )
 
 
-ALLOW_OOM = frozenset(SCRIPT_NAMES) - {"enqueue", "cron"}
+ALLOW_OOM = frozenset(SCRIPT_NAMES) - {"enqueue", "cron", "acquire"}
 """Scripts that Redis runs even at maxmemory (shebang flag allow-oom, Redis 7): they move jobs that
 exist (claim, heartbeats, finish, retry, reap ...), so that workers finish what Redis holds while
-producers are refused. `enqueue` and `cron` create jobs: at maxmemory Redis refuses them with OOM
-before they write anything (their first write is INCR). Found by tests/chaos F20: without the flag
-a full Redis also refused every heartbeat and finish, and the workers stalled."""
+producers are refused. `enqueue` and `cron` create jobs, `acquire` a producer's hold: at
+maxmemory Redis refuses them with OOM before they write anything. Found by tests/chaos F20:
+without the flag a full Redis also refused every heartbeat and finish, and the workers stalled."""
 SHEBANG = "#!lua flags=allow-oom\n"
 
 

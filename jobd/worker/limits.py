@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from jobd.config.limits import owner_queue
 from jobd.config.settings import DEFAULT_MAX_THROTTLED, LimitSettings, Rate, Settings
 from jobd.worker.resilience import RedisCaller
 from jobd.worker.runner import ClaimedJob
@@ -29,6 +30,18 @@ def _definition(limit: LimitSettings) -> list[int]:
         limit.concurrency or 0,
         int(limit.per_group),
     ]
+
+
+def published_limits(settings: Settings) -> dict[str, str]:
+    """What workers publish in <prefix>:limits for Client.limit: per used limit, its queue and
+    definition as JSON."""
+    published = {}
+    for name, limit in settings.limits.items():
+        queue = owner_queue(settings.functions, name)
+        if queue is not None:
+            document = {"queue": queue, "definition": _definition(limit)}
+            published[name] = json.dumps(document, separators=(",", ":"))
+    return published
 
 
 def limit_specs(settings: Settings) -> dict[str, str]:

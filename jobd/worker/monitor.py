@@ -18,6 +18,7 @@ from jobd.ops.serverwatch import ServerWatch
 from jobd.redis.connect import connection_options, open_async
 from jobd.redis.keys import RegistryKeys, member_text
 from jobd.worker.context import WorkerContext
+from jobd.worker.limits import published_limits
 
 logger = logging.getLogger("jobd.monitor")
 
@@ -37,6 +38,8 @@ class Monitor:
         self.finished = context.finished
         self.started_at_ms = round(time.time() * 1000)
         self.registry = RegistryKeys(context.settings.redis.key_prefix)
+        self.limits = published_limits(context.settings)
+        """The limits this worker enforces, told to producers (Client.limit) with its entry."""
         self.server = ServerWatch(
             context.settings.redis.key_prefix,
             context.settings.redis.redacted_url(),
@@ -155,7 +158,7 @@ class Monitor:
             metrics.limit_waiting.labels(queue, name).set(sum(counts[1::2]))
 
     async def publish(self, interval: float) -> None:
-        """Write this worker's registry entry, live for three heartbeats."""
+        """Write this worker's registry entry, live for three heartbeats, and the limits it enforces."""
         worker = self.context
         entry = self.registry.worker(worker.worker_id)
         live_ms = round(3 * interval * 1000)
@@ -179,6 +182,8 @@ class Monitor:
             )
             pipe.pexpire(entry, live_ms)
             pipe.zadd(self.registry.index, {worker.worker_id: now_ms + live_ms})
+            if self.limits:
+                pipe.hset(self.registry.limits, mapping=self.limits)  # type: ignore[arg-type, unused-ignore]
             # entries of workers that vanished long ago are dropped from the index
             pipe.zremrangebyscore(self.registry.index, 0, now_ms - live_ms)
             await pipe.execute()

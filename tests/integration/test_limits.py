@@ -321,3 +321,65 @@ async def test_set_cost_without_cost_limits_changes_nothing(
     job = await client.enqueue("report_cost", 5)
     async with running_worker(settings):
         assert await job.result(timeout=10) == 5
+
+
+# -- the same budget outside jobs ------------------------------------------------------------------
+
+
+async def test_client_limit_shares_the_budget_with_jobs(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"concurrency": 1}},
+        functions={"sleep_record": {"limits": ["api"]}},
+    )  # fmt: skip
+    key = f"{key_prefix}:spans"
+    keys = QueueKeys(key_prefix, "default")
+    async with running_worker(settings):
+        await async_wait_until(lambda: client.redis.hexists(key_prefix + ":limits", "api"))
+        async with client.limit("api", timeout=10):
+            job = await client.enqueue("sleep_record", 0, key)
+            # the handler holds the only slot: the job waits, held by the limit
+            await async_wait_until(lambda: client.redis.hexists(keys.job(job.id), "held"))
+            assert (await job.info()).held_by == "api"  # type: ignore[union-attr]
+        # leaving the block gave the slot to the held job
+        assert await job.result(timeout=10) == "slept"
+        with pytest.raises(TimeoutError, match=r"limit 'api' did not allow a start within 0\.2s"):
+            blocker = await client.enqueue("sleep_record", 1.0, key)
+            await async_wait_until(
+                lambda: client.redis.zcard(keys.limit("api") + "running"), timeout=5
+            )
+            async with client.limit("api", timeout=0.2):
+                pass
+        assert await blocker.result(timeout=10) == "slept"
+
+
+async def test_client_limit_names_a_limit_no_worker_publishes(client: Client) -> None:
+    from jobd.client import InvalidJobOption
+
+    with pytest.raises(InvalidJobOption, match="no worker publishes limit 'nope'"):
+        async with client.limit("nope"):
+            pass
+
+
+async def test_a_hold_whose_holder_died_lapses(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    """A process that took a slot and died never gives it back: the slot lapses after `hold`."""
+    from jobd.client.limits import acquire, find_limit
+
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"concurrency": 1}},
+        functions={"echo": {"limits": ["api"]}},
+    )  # fmt: skip
+    async with running_worker(settings):
+        await async_wait_until(lambda: client.redis.hexists(key_prefix + ":limits", "api"))
+        ref = await client.run(find_limit(key_prefix, "api"))
+        verdict, _ = await client.run(acquire(key_prefix, ref, None, "client:dead", 1, 300))
+        assert verdict == "ok"
+        job = await client.enqueue("echo", 1)
+        keys = QueueKeys(key_prefix, "default")
+        await async_wait_until(lambda: client.redis.hexists(keys.job(job.id), "held"))
+        assert await job.result(timeout=10) == {"args": [1], "kwargs": {}}

@@ -146,20 +146,97 @@ local function take_dead(dead_key, job_key, id)
   return redis.call('HGET', job_key, 'status') == 'failed'
 end
 
+-- Limits (docs/limits.md) ---------------------------------------------------------------------
+-- A limit's keys are a base plus a role (see claim.lua); its definition is {rate count, rate ms,
+-- cost count, cost ms, concurrency, per group}, a zero meaning "not limited by this".
+
+-- Drop the starts and costs of `base` older than their window; returns the cost still spent.
+local function limit_trim(base, definition, now)
+  if definition[1] > 0 then
+    redis.call('ZREMRANGEBYSCORE', base .. 'starts', '-inf', now - definition[2])
+  end
+  if definition[3] == 0 then return 0 end
+  local spent = tonumber(redis.call('GET', base .. 'spent') or 0)
+  local old = redis.call('ZRANGE', base .. 'costs', '-inf', now - definition[4], 'BYSCORE')
+  if #old > 0 then
+    for _, member in ipairs(old) do
+      spent = spent - tonumber(string.match(member, '|(%d+)$'))
+    end
+    redis.call('ZREM', base .. 'costs', unpack(old))
+    redis.call('SET', base .. 'spent', spent, 'PX', definition[4])
+  end
+  return spent
+end
+
+-- When the limit of `base` lets something of `cost` start: nil = now, 0 = when a slot is given
+-- back, -1 = never (the cost alone is above the limit), else a time (ms). Slots held outside
+-- jobs (Client.limit) carry an expiry as their score and are dropped here once it passed; a
+-- job's slot has the score +inf and goes back with its job.
+local function limit_allowed_at(base, definition, cost, now)
+  local paused = tonumber(redis.call('GET', base .. 'paused') or 0)
+  if paused > now then return paused end
+  if definition[5] > 0 then
+    redis.call('ZREMRANGEBYSCORE', base .. 'running', '-inf', now)
+    if redis.call('ZCARD', base .. 'running') >= definition[5] then return 0 end
+  end
+  local spent = limit_trim(base, definition, now)
+  if definition[1] > 0 and redis.call('ZCARD', base .. 'starts') >= definition[1] then
+    local oldest = redis.call('ZRANGE', base .. 'starts', 0, 0, 'WITHSCORES')
+    return tonumber(oldest[2]) + definition[2]
+  end
+  if definition[3] > 0 and spent + cost > definition[3] then
+    if cost > definition[3] then return -1 end
+    -- the time the oldest costs leave the window and make room for this one
+    for _, entry in ipairs(redis.call('ZRANGE', base .. 'costs', 0, -1, 'WITHSCORES')) do
+      if string.find(entry, '|', 1, true) then
+        spent = spent - tonumber(string.match(entry, '|(%d+)$'))
+      elseif spent + cost <= definition[3] then
+        return tonumber(entry) + definition[4]
+      end
+    end
+    return now + definition[4]
+  end
+  return nil
+end
+
+-- Record a start of `cost` (member `start`) in the limit of `base` and, if it has a concurrency,
+-- a slot for `holder` until `hold_until` (ms, or '+inf'); returns whether a slot was taken.
+local function limit_take(base, definition, start, cost, now, holder, hold_until)
+  if definition[1] > 0 then
+    redis.call('ZADD', base .. 'starts', now, start)
+    redis.call('PEXPIRE', base .. 'starts', definition[2])
+  end
+  if definition[3] > 0 then
+    redis.call('ZADD', base .. 'costs', now, start .. '|' .. cost)
+    redis.call('PEXPIRE', base .. 'costs', definition[4])
+    redis.call('INCRBY', base .. 'spent', cost)
+    redis.call('PEXPIRE', base .. 'spent', definition[4])
+  end
+  if definition[5] > 0 then
+    redis.call('ZADD', base .. 'running', hold_until, holder)
+    return true
+  end
+  return false
+end
+
+-- Give back `holder`'s slot of the limit of `base`; if it had one, one job the limit held goes
+-- back to its place in the queue, so that a freed slot is taken at once.
+local function free_slot(base, holder, queued_key, wake_key)
+  if redis.call('ZREM', base .. 'running', holder) == 0 then return end
+  local held = redis.call('ZPOPMIN', base .. 'held', 1)
+  if #held > 0 then
+    local group = redis.call('HGET', queue_base(queued_key) .. 'job:' .. held[1], 'group')
+    enqueue_ready(queued_key, held[1], held[2], group)
+    wake(wake_key)
+  end
+end
+
 -- Give back the concurrency slots a job holds (its 'slots' field: the key bases of its limits,
--- separated by spaces; false when it holds none) and let one job each freed limit held go back to
--- its place in the queue, so that a freed slot is taken at once, not when someone looks again.
+-- separated by spaces; false when it holds none).
 local function release_slots(slots, job_key, id, queued_key, wake_key)
   if not slots then return end
   redis.call('HDEL', job_key, 'slots')
   for base in string.gmatch(slots, '%S+') do
-    if redis.call('ZREM', base .. 'running', id) == 1 then
-      local held = redis.call('ZPOPMIN', base .. 'held', 1)
-      if #held > 0 then
-        local group = redis.call('HGET', queue_base(queued_key) .. 'job:' .. held[1], 'group')
-        enqueue_ready(queued_key, held[1], held[2], group)
-        wake(wake_key)
-      end
-    end
+    free_slot(base, id, queued_key, wake_key)
   end
 end

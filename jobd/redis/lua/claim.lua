@@ -162,75 +162,15 @@ local function limit_base(name, per_group, group)
   return base
 end
 
--- Drop the starts and costs of `base` older than their window; returns the cost still spent.
-local function trim(base, definition)
-  if definition[1] > 0 then
-    redis.call('ZREMRANGEBYSCORE', base .. 'starts', '-inf', now - definition[2])
-  end
-  if definition[3] == 0 then return 0 end
-  local spent = tonumber(redis.call('GET', base .. 'spent') or 0)
-  local old = redis.call('ZRANGE', base .. 'costs', '-inf', now - definition[4], 'BYSCORE')
-  if #old > 0 then
-    for _, member in ipairs(old) do
-      spent = spent - tonumber(string.match(member, '|(%d+)$'))
-    end
-    redis.call('ZREM', base .. 'costs', unpack(old))
-    redis.call('SET', base .. 'spent', spent, 'PX', definition[4])
-  end
-  return spent
-end
-
--- When the limit of `base` allows a job of `cost` to start: nil = now, 0 = when a slot is given
--- back, -1 = never (the cost alone is above the limit), else a time (ms).
-local function allowed_at(base, definition, cost)
-  local paused = tonumber(redis.call('GET', base .. 'paused') or 0)
-  if paused > now then return paused end
-  if definition[5] > 0 and redis.call('ZCARD', base .. 'running') >= definition[5] then
-    return 0
-  end
-  local spent = trim(base, definition)
-  if definition[1] > 0 and redis.call('ZCARD', base .. 'starts') >= definition[1] then
-    local oldest = redis.call('ZRANGE', base .. 'starts', 0, 0, 'WITHSCORES')
-    return tonumber(oldest[2]) + definition[2]
-  end
-  if definition[3] > 0 and spent + cost > definition[3] then
-    if cost > definition[3] then return -1 end
-    -- the time the oldest costs leave the window and make room for this one
-    for _, entry in ipairs(redis.call('ZRANGE', base .. 'costs', 0, -1, 'WITHSCORES')) do
-      if type(entry) == 'string' and string.find(entry, '|', 1, true) then
-        spent = spent - tonumber(string.match(entry, '|(%d+)$'))
-      elseif spent + cost <= definition[3] then
-        return tonumber(entry) + definition[4]
-      end
-    end
-    return now + definition[4]
-  end
-  return nil
-end
-
--- Take what a starting job uses of the limit of `base`; returns whether it holds a slot.
+-- Take what a starting job uses of the limit of `base`; returns whether it holds a slot (kept
+-- until its job gives it back: see release_slots).
 local function take(base, definition, id, cost, name, group)
   if definition[6] == 1 and group then
     local groups = KEYS[12] .. name .. ':groups'
     redis.call('ZADD', groups, now, group)
     redis.call('PEXPIRE', groups, math.max(definition[2], definition[4], 2 * tonumber(ARGV[4])))
   end
-  local start = token .. ':' .. id
-  if definition[1] > 0 then
-    redis.call('ZADD', base .. 'starts', now, start)
-    redis.call('PEXPIRE', base .. 'starts', definition[2])
-  end
-  if definition[3] > 0 then
-    redis.call('ZADD', base .. 'costs', now, start .. '|' .. cost)
-    redis.call('PEXPIRE', base .. 'costs', definition[4])
-    redis.call('INCRBY', base .. 'spent', cost)
-    redis.call('PEXPIRE', base .. 'spent', definition[4])
-  end
-  if definition[5] > 0 then
-    redis.call('ZADD', base .. 'running', now, id)
-    return true
-  end
-  return false
+  return limit_take(base, definition, token .. ':' .. id, cost, now, id, '+inf')
 end
 
 -- Judge a popped job against the limits of its function: true if it may start (its limits
@@ -245,7 +185,7 @@ local function admit(job_key, id, fn, score)
     local definition = spec['l'][name]
     local base = limit_base(name, definition[6], group)
     bases[i] = base
-    local at = allowed_at(base, definition, cost)
+    local at = limit_allowed_at(base, definition, cost, now)
     if at == -1 then
       dead_letter(job_key, id, fn, 'CostAboveLimit', 'cost ' .. cost .. ' is above limit ' .. name
         .. ' (' .. definition[3] .. ' per ' .. definition[4] .. ' ms): it can never start',
@@ -256,8 +196,7 @@ local function admit(job_key, id, fn, score)
       redis.call('HSET', job_key, 'held', base)
       -- a slot wakes the held job itself; the index is only the fallback, one lease on
       if at == 0 then at = now + tonumber(ARGV[4]) end
-      redis.call('ZADD', KEYS[13], 'LT', at, base)
-      redis.call('ZADD', KEYS[13], 'NX', at, base)
+      redis.call('ZADD', KEYS[13], 'LT', at, base) -- LT adds a missing member too
       table.insert(reply[6], id)
       table.insert(reply[6], fn)
       table.insert(reply[6], name)

@@ -47,7 +47,6 @@ for i = 6, #ARGV, 2 do
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'held', holder)
 redis.call('ZADD', holder .. 'held', queue_score(state[5] or 0, state[6] or 0), id)
-redis.call('ZADD', KEYS[6], 'LT', until_ms, holder)
-redis.call('ZADD', KEYS[6], 'NX', until_ms, holder)
+redis.call('ZADD', KEYS[6], 'LT', until_ms, holder) -- LT adds a missing member too
 wake(KEYS[5])
 return {'ok', until_ms}
