@@ -164,7 +164,8 @@ class RegistryKeys:
     <prefix>:epoch               STR   when this prefix's data began (ms): gone or changed after
                                        a Redis restart means the data was lost (jobd.ops.serverwatch)
     <prefix>:limits              HASH  limit name -> JSON {"queue", "definition"} as workers publish
-                                       them, for Client.limit (see jobd.worker.limits)
+                                       them, for Client.limit (see jobd.worker.limits); expires a
+                                       few heartbeats after the last worker's
     """
 
     prefix: str

@@ -184,6 +184,7 @@ class Monitor:
             pipe.zadd(self.registry.index, {worker.worker_id: now_ms + live_ms})
             if self.limits:
                 pipe.hset(self.registry.limits, mapping=self.limits)  # type: ignore[arg-type, unused-ignore]
+                pipe.pexpire(self.registry.limits, live_ms)  # gone with the last worker
             # entries of workers that vanished long ago are dropped from the index
             pipe.zremrangebyscore(self.registry.index, 0, now_ms - live_ms)
             await pipe.execute()

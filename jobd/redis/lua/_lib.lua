@@ -225,9 +225,12 @@ local function free_slot(base, holder, queued_key, wake_key)
   if redis.call('ZREM', base .. 'running', holder) == 0 then return end
   local held = redis.call('ZPOPMIN', base .. 'held', 1)
   if #held > 0 then
-    local group = redis.call('HGET', queue_base(queued_key) .. 'job:' .. held[1], 'group')
+    local queue = queue_base(queued_key)
+    local group = redis.call('HGET', queue .. 'job:' .. held[1], 'group')
     enqueue_ready(queued_key, held[1], held[2], group)
     wake(wake_key)
+    -- the queue's held index (see claim.lua) keeps only limits that hold jobs
+    if redis.call('EXISTS', base .. 'held') == 0 then redis.call('ZREM', queue .. 'held', base) end
   end
 end
 

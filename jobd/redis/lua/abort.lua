@@ -13,7 +13,10 @@ if status == 'queued' or status == 'scheduled' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   -- held back by a limit: its 'held' field names the limit's keys (see claim.lua)
-  if state[2] then redis.call('ZREM', state[2] .. 'held', ARGV[1]) end
+  if state[2] and redis.call('ZREM', state[2] .. 'held', ARGV[1]) == 1
+      and redis.call('EXISTS', state[2] .. 'held') == 0 then
+    redis.call('ZREM', queue_base(KEYS[2]) .. 'held', state[2])
+  end
   -- waiting in its group (see enqueue_ready)
   if state[3] then
     local base = queue_base(KEYS[2])
