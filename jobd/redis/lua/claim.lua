@@ -138,6 +138,9 @@ local max_bytes = tonumber(ARGV[6])
 
 -- Limits ------------------------------------------------------------------------------------------
 local spec = nil
+-- base of a limit -> when its held jobs may be tried again: false until a job is held again
+-- here (see settle_held_index); only bases this claim let go of or held jobs in
+local next_try = {}
 if ARGV[8] ~= '' then
   spec = cjson.decode(ARGV[8])
   -- held jobs whose limit may allow them now go back to their places, to be judged again below
@@ -147,10 +150,19 @@ if ARGV[8] ~= '' then
       local group = redis.call('HGET', job_prefix .. back[i], 'group')
       enqueue_ready(KEYS[1], back[i], back[i + 1], group)
     end
+    next_try[base] = false
+  end
+end
+
+-- After the claim: each limit with held jobs left is looked at again when the earliest of the
+-- jobs held here may start, or at once when every job let go of here started (the limit may
+-- have room for the rest); a limit that holds nothing leaves the index.
+local function settle_held_index()
+  for base, at in pairs(next_try) do
     if redis.call('EXISTS', base .. 'held') == 0 then
       redis.call('ZREM', KEYS[13], base)
-    else -- the rest waits for a later look; jobs held again below set the exact time
-      redis.call('ZADD', KEYS[13], now + tonumber(ARGV[4]), base)
+    else
+      redis.call('ZADD', KEYS[13], at or now, base)
     end
   end
 end
@@ -196,7 +208,11 @@ local function admit(job_key, id, fn, score)
       redis.call('HSET', job_key, 'held', base)
       -- a slot wakes the held job itself; the index is only the fallback, one lease on
       if at == 0 then at = now + tonumber(ARGV[4]) end
-      redis.call('ZADD', KEYS[13], 'LT', at, base) -- LT adds a missing member too
+      if next_try[base] == nil then -- not let go of here: other jobs may be due sooner
+        next_try[base] = math.min(at, tonumber(redis.call('ZSCORE', KEYS[13], base) or at))
+      else
+        next_try[base] = math.min(at, next_try[base] or at)
+      end
       table.insert(reply[6], id)
       table.insert(reply[6], fn)
       table.insert(reply[6], name)
@@ -298,6 +314,7 @@ while #claimed_ids < wanted and rounds < 10 do
     end
   end
 end
+settle_held_index()
 redis.call('SET', KEYS[6], nonce .. '\n' .. table.concat(claimed_ids, '\n'), 'PX',
   2 * tonumber(ARGV[4]))
 -- Work is left: pass the wake-up on to another idle worker, so a fleet scales out.
