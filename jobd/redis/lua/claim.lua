@@ -174,15 +174,93 @@ local function limit_base(name, per_group, group)
   return base
 end
 
--- Take what a starting job uses of the limit of `base`; returns whether it holds a slot (kept
--- until its job gives it back: see release_slots).
+-- What this claim knows of each limit it looked at: the script is atomic, so nobody changes a
+-- limit meanwhile, and a batch of jobs of one limit costs a few reads, not a few per job.
+-- base -> {paused, running, starts, spent (as now), rate_free (when blocked by the rate), taken}
+local known = {}
+
+local function state_of(base, definition)
+  local state = known[base]
+  if state then return state end
+  state = {paused = tonumber(redis.call('GET', base .. 'paused') or 0), running = 0, starts = 0}
+  if definition[5] > 0 then
+    -- slots held outside jobs (Client.limit) expire; a job's slot has the score +inf
+    redis.call('ZREMRANGEBYSCORE', base .. 'running', '-inf', now)
+    state.running = redis.call('ZCARD', base .. 'running')
+  end
+  state.spent = limit_trim(base, definition, now)
+  if definition[1] > 0 then state.starts = redis.call('ZCARD', base .. 'starts') end
+  known[base] = state
+  return state
+end
+
+-- limit_allowed_at (see _lib.lua) from what this claim knows.
+local function allowed_at(base, definition, cost)
+  local state = state_of(base, definition)
+  if state.paused > now then return state.paused end
+  if definition[5] > 0 and state.running >= definition[5] then return 0 end
+  if definition[1] > 0 and state.starts >= definition[1] then
+    if not state.rate_free then
+      local oldest = redis.call('ZRANGE', base .. 'starts', 0, 0, 'WITHSCORES')
+      state.rate_free = tonumber(oldest[2]) + definition[2]
+    end
+    return state.rate_free
+  end
+  if definition[3] > 0 and state.spent + cost > definition[3] then
+    if cost > definition[3] then return -1 end
+    local spent = state.spent
+    for _, entry in ipairs(redis.call('ZRANGE', base .. 'costs', 0, -1, 'WITHSCORES')) do
+      if string.find(entry, '|', 1, true) then
+        spent = spent - tonumber(string.match(entry, '|(%d+)$'))
+      elseif spent + cost <= definition[3] then
+        return tonumber(entry) + definition[4]
+      end
+    end
+    return now + definition[4]
+  end
+  return nil
+end
+
+-- Take what a starting job uses of the limit of `base` (limit_take, without the expiries: see
+-- expire_taken); returns whether it holds a slot (kept until its job gives it back).
 local function take(base, definition, id, cost, name, group)
+  local state = known[base]
+  state.taken = definition
   if definition[6] == 1 and group then
     local groups = KEYS[12] .. name .. ':groups'
     redis.call('ZADD', groups, now, group)
     redis.call('PEXPIRE', groups, math.max(definition[2], definition[4], 2 * tonumber(ARGV[4])))
   end
-  return limit_take(base, definition, token .. ':' .. id, cost, now, id, '+inf')
+  local start = token .. ':' .. id
+  if definition[1] > 0 then
+    redis.call('ZADD', base .. 'starts', now, start)
+    state.starts = state.starts + 1
+  end
+  if definition[3] > 0 then
+    redis.call('ZADD', base .. 'costs', now, start .. '|' .. cost)
+    redis.call('INCRBY', base .. 'spent', cost)
+    state.spent = state.spent + cost
+  end
+  if definition[5] > 0 then
+    redis.call('ZADD', base .. 'running', '+inf', id)
+    state.running = state.running + 1
+    return true
+  end
+  return false
+end
+
+-- The windows of the limits this claim took from live one period after their last start.
+local function expire_taken()
+  for base, state in pairs(known) do
+    local definition = state.taken
+    if definition then
+      if definition[1] > 0 then redis.call('PEXPIRE', base .. 'starts', definition[2]) end
+      if definition[3] > 0 then
+        redis.call('PEXPIRE', base .. 'costs', definition[4])
+        redis.call('PEXPIRE', base .. 'spent', definition[4])
+      end
+    end
+  end
 end
 
 -- Judge a popped job against the limits of its function: true if it may start (its limits
@@ -190,14 +268,14 @@ end
 local function admit(job_key, id, fn, score)
   local names = spec['f'][fn]
   if not names then return true end
-  local extra = redis.call('HMGET', job_key, 'group', 'cost')
+  local extra = redis.call('HMGET', job_key, 'group', 'cost', 'held')
   local group, cost = extra[1], tonumber(extra[2]) or 1
   local bases = {}
   for i, name in ipairs(names) do
     local definition = spec['l'][name]
     local base = limit_base(name, definition[6], group)
     bases[i] = base
-    local at = limit_allowed_at(base, definition, cost, now)
+    local at = allowed_at(base, definition, cost)
     if at == -1 then
       dead_letter(job_key, id, fn, 'CostAboveLimit', 'cost ' .. cost .. ' is above limit ' .. name
         .. ' (' .. definition[3] .. ' per ' .. definition[4] .. ' ms): it can never start',
@@ -205,7 +283,7 @@ local function admit(job_key, id, fn, score)
       return false
     elseif at ~= nil then
       redis.call('ZADD', base .. 'held', score, id)
-      redis.call('HSET', job_key, 'held', base)
+      if extra[3] ~= base then redis.call('HSET', job_key, 'held', base) end
       -- a slot wakes the held job itself; the index is only the fallback, one lease on
       if at == 0 then at = now + tonumber(ARGV[4]) end
       if next_try[base] == nil then -- not let go of here: other jobs may be due sooner
@@ -228,7 +306,7 @@ local function admit(job_key, id, fn, score)
   if #slots > 0 then
     redis.call('HSET', job_key, 'slots', table.concat(slots, ' '))
   end
-  redis.call('HDEL', job_key, 'held')
+  if extra[3] then redis.call('HDEL', job_key, 'held') end
   return true
 end
 
@@ -315,6 +393,7 @@ while #claimed_ids < wanted and rounds < 10 do
   end
 end
 settle_held_index()
+expire_taken()
 redis.call('SET', KEYS[6], nonce .. '\n' .. table.concat(claimed_ids, '\n'), 'PX',
   2 * tonumber(ARGV[4]))
 -- Work is left: pass the wake-up on to another idle worker, so a fleet scales out.
