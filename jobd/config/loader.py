@@ -249,8 +249,9 @@ def _limits(reader: Reader, document: dict[str, Any]) -> tuple[dict[str, LimitSe
     limits: dict[str, LimitSettings] = {}
     for name, raw in table.items():
         path = join_path("limits", name)
-        if not check.NAME_PATTERN.fullmatch(name):
-            reader.problem(path, f"limit name {check.NAME_RULE}")
+        if not check.NAME_PATTERN.fullmatch(name) or ":" in name:
+            # ':' separates a limit's name from the rest of its keys (see jobd.redis.keys)
+            reader.problem(path, f"limit name {check.NAME_RULE}, except ':'")
             continue
         limit_table = reader.table(raw, path)
         if limit_table is None:

@@ -131,6 +131,12 @@ class Metrics:
             "Tries that raised jobd.Throttled, by the limit they paused ('' when none).",
             ["queue", "limit"], registry=registry,
         )  # fmt: skip
+        self.limit_wait = Histogram(
+            "jobd_limit_wait_seconds",
+            "How long jobs waited for a limit before they started (the limit that held them "
+            "last); jobs no limit held are not observed.",
+            ["queue", "limit"], buckets=DURATION_BUCKETS, registry=registry,
+        )  # fmt: skip
         self.limit_slots = Gauge(
             "jobd_limit_slots_used",
             "Concurrency slots of a limit in use across the fleet (read from Redis in the "

@@ -388,6 +388,8 @@ class JobHandler:
     def report_claim(self, queue: str, claim: Claim) -> None:
         for _, _, limit in claim.held:
             self.metrics.limit_held.labels(queue, limit).inc()
+        for limit, waited_ms in claim.waited:
+            self.metrics.limit_wait.labels(queue, limit).observe(waited_ms / 1000)
         for job_id, function in claim.expired:
             self.metrics.jobs_finished.labels(queue, self._label(function), "expired").inc()
             logger.info("job %s (%s): expired before it could start; dropped", job_id, function)

@@ -40,6 +40,8 @@ class Claim:
     'cost_above_limit' (a cost no window of its limit can hold)."""
     held: list[tuple[str, str, str]] = field(default_factory=list)
     """(id, function, limit) of jobs a limit held back: they wait, uncharged, for the limit."""
+    waited: list[tuple[str, int]] = field(default_factory=list)
+    """(limit, ms) of jobs that start after a limit held them: the limit that held them last."""
 
 
 @dataclass(slots=True)
@@ -210,7 +212,7 @@ class Store:
     def _claimed(self, queue: str, reply: object) -> Claim:
         del self._pending_nonce[queue]
         assert isinstance(reply, list)
-        now_ms, next_due, token, expired, dead, held, *rows = reply
+        now_ms, next_due, token, expired, dead, held, waited, *rows = reply
         token_text = token.decode()
         jobs = [_claimed_job(queue, token_text, row) for row in rows]
         return Claim(
@@ -220,6 +222,10 @@ class Store:
             _pairs(expired),
             _triples(dead),
             _triples(held),
+            [
+                (_texts([name])[0], int(ms))
+                for name, ms in zip(waited[::2], waited[1::2], strict=True)
+            ],
         )
 
     async def claim(self, queue: str, count: int) -> Claim:

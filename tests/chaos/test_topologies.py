@@ -363,3 +363,50 @@ def test_f17_without_replica_durability_a_switchover_can_lose_what_it_acknowledg
     assert set(lost) <= set(acknowledged[:switched])  # only from the switchover window
     assert all(worker.running for worker in workers)
     chaos.redis = None  # the fixture closes the servers
+
+
+@pytest.mark.cluster
+def test_f18_limits_and_groups_hold_on_a_cluster(cluster: list[RedisServer], chaos: Chaos) -> None:
+    """A concurrency limit and grouped jobs on a cluster: the limit's keys and the groups' share
+    the queue's hash tag, so the claim checks and takes them in one script on the queue's node."""
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in cluster[:2])
+    queue = QUEUES[0]
+    config = chaos.config(
+        url,
+        worker={"queues": [queue]},
+        limits={"api": {"concurrency": 3, "rate": "200/s"}},
+        functions={"chaos": {"path": "tests.jobs_for_tests:chaos", "queue": queue,
+                             "limits": ["api"]}},
+    )  # fmt: skip
+    workers = [chaos.daemon(config), chaos.daemon(config)]
+    with SyncClient(url, key_prefix=chaos.prefix) as jobs:
+        handles = [
+            jobs.enqueue(
+                "chaos",
+                chaos.ledger_key,
+                0.02,
+                queue=queue,
+                job_id=f"g{n}",
+                group=f"tenant-{n % 3}",
+            )
+            for n in range(60)
+        ]
+        pending = list(handles)
+
+        def all_done() -> bool:
+            nonlocal pending
+            pending = [h for h in pending if h.status().value != "succeeded"]
+            return not pending
+
+        until(all_done, "every limited job ran", guard=60)
+    assert all(worker.running for worker in workers)
+    exits = chaos.stop_all()
+    entries = chaos.entries()
+    running = top = 0
+    for entry in sorted(entries, key=lambda e: e.time):
+        running += 1 if entry.event == "start" else -1
+        top = max(top, running)
+    assert top <= 3
+    with RedisCluster(host="127.0.0.1", port=cluster[0].port) as client:
+        state = snapshot(client, chaos.prefix)  # type: ignore[arg-type]
+    assert_invariants(entries, state, Expect([h.id for h in handles], exits=exits))

@@ -61,7 +61,11 @@ async def test_a_concurrency_limit_holds_jobs_without_a_slot_or_a_try(
         assert len(worker.running) <= 2  # held jobs take no worker slot
         for job in limited:
             assert await job.result(timeout=20) == "slept"
+        text = worker.metrics.render().decode()
     assert most_at_once(spans(ledger, key)) == 2
+    # the four jobs that waited were counted as held, and their wait observed
+    assert 'jobd_limit_held_total{limit="api",queue="default"}' in text
+    assert 'jobd_limit_wait_seconds_count{limit="api",queue="default"} 4.0' in text
     for job in limited:
         info = await job.info()
         assert info is not None and info.tries == 1  # waiting for the limit charged no try
@@ -401,3 +405,32 @@ async def test_held_jobs_come_back_in_batches_without_waiting_for_the_fallback(
         for job in jobs:
             await job.result(timeout=15)  # about 3 s at 10/s; the fallback would take 30 s each
     assert most_in_a_window(await started_at(jobs), 1.0) == 10
+
+
+async def test_a_replayed_claim_takes_no_budget_twice(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    """redis-py re-sends a claim whose reply was lost: the replay returns the jobs the first call
+    took, and the limit's window and slots count them once."""
+    from jobd.redis.scripts import run_async
+    from jobd.worker.limits import limit_specs
+
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"rate": "10/s", "concurrency": 5}},
+        functions={"echo": {"limits": ["api"]}},
+    )  # fmt: skip
+    jobs = await client.enqueue_many([("echo", (n,), {}) for n in range(3)])
+    store = Store(
+        client.redis, prefix=key_prefix, worker_id="host:1:replay", lease_ms=30_000,
+        max_payload_bytes=1 << 20, limit_specs=limit_specs(settings),
+    )  # fmt: skip
+    claim_keys, args = store._claim_call("default", 7, 10)
+    first = await run_async(client.redis, "claim", claim_keys, args)
+    again = await run_async(client.redis, "claim", claim_keys, args)
+    ids = sorted(job.id for job in jobs)
+    assert sorted(row[0].decode() for row in first[7:]) == ids
+    assert sorted(row[0].decode() for row in again[7:]) == ids
+    base = QueueKeys(key_prefix, "default").limit("api")
+    assert await client.redis.zcard(base + "starts") == 3
+    assert await client.redis.zcard(base + "running") == 3

@@ -28,8 +28,9 @@
 -- "l": {name: [rate count, rate ms, cost count, cost ms, concurrency, per group 0/1]}}
 -- Returns {now, next due ms or '', token, {expired: id, function, ...}, {dead-lettered: id, function,
 -- reason ('payload_too_large', 'invalid_job' or 'cost_above_limit'), ...}, {held: id, function,
--- limit, ...}, job, job, ...} with each job = {id, function, payload, tries, lost, max_tries,
--- timeout, enqueued_at, priority, due_at, signature}.
+-- limit, ...}, {started after a limit held them: limit, ms held, ...}, job, job, ...} with each
+-- job = {id, function, payload, tries, lost, max_tries, timeout, enqueued_at, priority, due_at,
+-- signature}.
 local worker, nonce = ARGV[1], ARGV[2]
 local token = worker .. ':' .. nonce
 local now = now_ms()
@@ -103,7 +104,7 @@ local function next_due()
   return due or ''
 end
 
-local reply = {now, '', token, {}, reply_dead, {}}
+local reply = {now, '', token, {}, reply_dead, {}, {}}
 local last = redis.call('GET', KEYS[6])
 if last then
   local separator = string.find(last, '\n', 1, true)
@@ -268,7 +269,7 @@ end
 local function admit(job_key, id, fn, score)
   local names = spec['f'][fn]
   if not names then return true end
-  local extra = redis.call('HMGET', job_key, 'group', 'cost', 'held')
+  local extra = redis.call('HMGET', job_key, 'group', 'cost', 'held', 'held_since')
   local group, cost = extra[1], tonumber(extra[2]) or 1
   local bases = {}
   for i, name in ipairs(names) do
@@ -284,6 +285,7 @@ local function admit(job_key, id, fn, score)
     elseif at ~= nil then
       redis.call('ZADD', base .. 'held', score, id)
       if extra[3] ~= base then redis.call('HSET', job_key, 'held', base) end
+      if not extra[4] then redis.call('HSET', job_key, 'held_since', now) end
       -- a slot wakes the held job itself; the index is only the fallback, one lease on
       if at == 0 then at = now + tonumber(ARGV[4]) end
       if next_try[base] == nil then -- not let go of here: other jobs may be due sooner
@@ -306,7 +308,12 @@ local function admit(job_key, id, fn, score)
   if #slots > 0 then
     redis.call('HSET', job_key, 'slots', table.concat(slots, ' '))
   end
-  if extra[3] then redis.call('HDEL', job_key, 'held') end
+  if extra[3] then
+    redis.call('HDEL', job_key, 'held', 'held_since')
+    local name = string.match(string.sub(extra[3], #KEYS[12] + 1), '^[^:]+')
+    table.insert(reply[7], name)
+    table.insert(reply[7], now - (tonumber(extra[4]) or now))
+  end
   return true
 end
 
