@@ -310,7 +310,7 @@ local function admit(job_key, id, fn, score)
   end
   if extra[3] then
     redis.call('HDEL', job_key, 'held', 'held_since')
-    local name = string.match(string.sub(extra[3], #KEYS[12] + 1), '^[^:]+')
+    local name = string.match(string.sub(extra[3], string.len(KEYS[12]) + 1), '^[^:]+')
     table.insert(reply[7], name)
     table.insert(reply[7], now - (tonumber(extra[4]) or now))
   end
