@@ -47,6 +47,12 @@ local function enqueue_ready(queued_key, id, score, group)
   redis.call('ZADD', base .. 'turns', 'LT', score, group)
 end
 
+-- One job left its group's waiting jobs: count it, and drop the count with the last one (a
+-- queue that no longer has grouped jobs keeps no key for them).
+local function ungroup_one(base)
+  if redis.call('DECR', base .. 'grouped') <= 0 then redis.call('DEL', base .. 'grouped') end
+end
+
 -- Put a job (back) into the queue at its original place.
 local function make_ready(queued_key, job_key, id)
   local fields = redis.call('HMGET', job_key, 'priority', 'seq', 'group')

@@ -22,7 +22,7 @@ if status == 'queued' or status == 'scheduled' then
     local base = queue_base(KEYS[2])
     local group_key = base .. 'queued:' .. state[3]
     if redis.call('ZREM', group_key, ARGV[1]) == 1 then
-      redis.call('DECR', base .. 'grouped')
+      ungroup_one(base)
       if redis.call('EXISTS', group_key) == 0 then redis.call('ZREM', base .. 'turns', state[3]) end
     end
   end

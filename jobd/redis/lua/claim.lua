@@ -341,7 +341,7 @@ local function pop_in_turn(count)
       else
         redis.call('ZREM', turns, turn[1])
       end
-      if #job > 0 then redis.call('DECR', base .. 'grouped') end
+      if #job > 0 then ungroup_one(base) end
     end
     if #job > 0 then
       popped[#popped + 1] = job[1]
