@@ -9,6 +9,7 @@ Needs only `redis`: nothing here loads the worker, the daemon or their dependenc
     sync_client.py    SyncClient, SyncJob: the same for synchronous code
     producer.py       what both share: option checks, the serializer, reading jobs.toml
     operations.py     the producer operations written once, without I/O (sans-IO generators)
+    limits.py         Client.limit: a fleet-wide limit's budget outside jobs
 """
 
 from jobd.client.async_client import Client, Job

@@ -12,6 +12,7 @@
     monitor.py     readiness probe, queue figures, the worker registry entry
     scheduler.py   CronScheduler: firing [[cron]] ticks; cron.py: when the ticks fall
     store.py       the worker's Redis operations, one method per Lua script
+    limits.py      what claim.lua and a throttled job need of [limits]
     resilience.py  calling Redis through outages (retries with jitter, readiness)
     functions.py   import paths into the job functions and hooks
     deadlines.py   job timeouts with one sweep; blocking.py: naming a job that blocks the loop
