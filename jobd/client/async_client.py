@@ -7,6 +7,7 @@ async with Client("redis://localhost:6379/0") as jobs:    # or Client.from_confi
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 import redis.asyncio
 
 from jobd.client.limits import LimitHold
-from jobd.client.operations import Operation, ScriptCall
+from jobd.client.operations import Operation, Pause, ScriptCall
 from jobd.client.producer import Call, Handle, Producer, options_from_config
 from jobd.model import JobInfo, JobStatus
 from jobd.redis.connect import connection_options, open_async
@@ -86,6 +87,9 @@ class Client(Producer):
                         reply = await run_async(
                             self.redis, request.name, request.keys, request.args
                         )
+                    elif isinstance(request, Pause):
+                        await asyncio.sleep(request.seconds)
+                        reply = None
                     else:
                         reply = await self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
                 except Exception as error:  # noqa: BLE001 - re-raised, translated

@@ -4,6 +4,9 @@ limited service itself shares the budget with the jobs that call it:
     async with client.limit("openai", cost=800):
         reply = await openai.chat(...)
 
+    with sync_client.limit("openai", cost=800):     # SyncClient: the same, blocking
+        reply = openai_sync.chat(...)
+
 The limit is the one workers enforce (they publish it in Redis): the block waits until it allows
 one start of `cost`, and holds one of its concurrency slots while inside.
 """
@@ -13,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from jobd.client.operations import Command, Operation, ScriptCall, new_job_id
+from jobd.client.operations import Command, Operation, Pause, ScriptCall, new_job_id
 from jobd.errors import InvalidJobOption
 from jobd.model import check_job_id
 from jobd.redis.keys import QueueKeys, RegistryKeys
@@ -76,68 +80,96 @@ def release(prefix: str, ref: LimitRef, group: str | None, holder: str) -> Opera
     yield ScriptCall("release", [ref.base(prefix, group), keys.queued, keys.wake], [holder])
 
 
-class LimitHold:
-    """`async with client.limit(...)`: see the module docstring."""
+def take_limit(
+    prefix: str, name: str, *, cost: int, group: str | None, holder: str, hold_ms: int,
+    timeout: float | None,
+) -> Operation:  # fmt: skip
+    """Wait until limit `name` allows one start of `cost` and take it (and a slot, if the limit
+    has a concurrency, held by `holder` for `hold_ms`); returns the LimitRef. TimeoutError after
+    `timeout` seconds; InvalidJobOption for a limit no worker publishes or a cost above it."""
+    ref: LimitRef = yield from find_limit(prefix, name)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    poll = SLOT_POLL_FIRST
+    while True:
+        verdict, moment = yield from acquire(prefix, ref, group, holder, cost, hold_ms)
+        if verdict == "ok":
+            return ref
+        if verdict == "never":
+            raise InvalidJobOption(
+                f"cost {cost} is above what limit {name!r} allows in a whole period"
+            )
+        if verdict == "at":
+            now = yield from _server_ms()
+            wait = max(moment - now, 1) / 1000
+        else:
+            wait, poll = poll, min(poll * 2, SLOT_POLL_MAX)
+        if deadline is not None and time.monotonic() + wait > deadline:
+            raise TimeoutError(f"limit {name!r} did not allow a start within {timeout:g}s")
+        yield Pause(wait)  # until the limit frees: the script said when, or a slot poll
+
+
+class _Hold:
+    """What the async and the sync hold share: the checked options and the operations."""
 
     def __init__(
-        self, run: Callable[[Operation], Awaitable[Any]], prefix: str, name: str, *, cost: int,
-        group: str | None, timeout: float | None, hold: float,
+        self, prefix: str, name: str, *, cost: int, group: str | None, timeout: float | None,
+        hold: float,
     ) -> None:  # fmt: skip
-        """`run` drives an operation against Redis (Client.run); `prefix` is the key prefix."""
         if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
             raise InvalidJobOption(f"cost must be an integer >= 1, got {cost!r}")
         if not hold > 0:
             raise InvalidJobOption(f"hold must be > 0 seconds, got {hold!r}")
+        self.prefix = prefix
+        self.name = name
+        self.cost = cost
+        self.group = None if group is None else check_job_id(group, "group")
+        self.timeout = timeout
+        self.hold_ms = round(hold * 1000)
+        self.holder = "client:" + new_job_id()
+        self.ref: LimitRef | None = None
+
+    def take(self) -> Operation:
+        return take_limit(
+            self.prefix, self.name, cost=self.cost, group=self.group, holder=self.holder,
+            hold_ms=self.hold_ms, timeout=self.timeout,
+        )  # fmt: skip
+
+    def renew(self) -> Operation:
+        """Extend the slot's expiry (acquire.lua renews a holder that has its slot)."""
+        assert self.ref is not None
+        return acquire(self.prefix, self.ref, self.group, self.holder, self.cost, self.hold_ms)
+
+    @property
+    def holds_slot(self) -> bool:
+        return self.ref is not None and self.ref.concurrency > 0
+
+    def release(self) -> Operation:
+        assert self.ref is not None
+        return release(self.prefix, self.ref, self.group, self.holder)
+
+
+class LimitHold(_Hold):
+    """`async with client.limit(...)`: see the module docstring."""
+
+    def __init__(self, run: Callable[[Operation], Awaitable[Any]], prefix: str, name: str,
+                 **options: Any) -> None:  # fmt: skip
+        """`run` drives an operation against Redis (Client.run)."""
+        super().__init__(prefix, name, **options)
         self._run = run
-        self._prefix = prefix
-        self._name = name
-        self._cost = cost
-        self._group = None if group is None else check_job_id(group, "group")
-        self._timeout = timeout
-        self._hold_ms = round(hold * 1000)
-        self._holder = "client:" + new_job_id()
-        self._ref: LimitRef | None = None
         self._renewal: asyncio.Task[None] | None = None
 
-    async def _try(self) -> tuple[str, int]:
-        assert self._ref is not None
-        operation = acquire(self._prefix, self._ref, self._group, self._holder,
-                            self._cost, self._hold_ms)  # fmt: skip
-        result: tuple[str, int] = await self._run(operation)
-        return result
-
     async def __aenter__(self) -> LimitHold:
-        self._ref = await self._run(find_limit(self._prefix, self._name))
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        poll = SLOT_POLL_FIRST
-        while True:
-            verdict, moment = await self._try()
-            if verdict == "ok":
-                break
-            if verdict == "never":
-                raise InvalidJobOption(
-                    f"cost {self._cost} is above what limit {self._name!r} allows in a whole period"
-                )
-            if verdict == "at":
-                _, now = await self._run(_server_time())
-                wait = max(moment - now, 1) / 1000
-            else:
-                wait, poll = poll, min(poll * 2, SLOT_POLL_MAX)
-            if deadline is not None and time.monotonic() + wait > deadline:
-                raise TimeoutError(
-                    f"limit {self._name!r} did not allow a start within {self._timeout:g}s"
-                )
-            await asyncio.sleep(wait)  # until the limit frees: the script said when
-        if self._ref.concurrency:
+        self.ref = await self._run(self.take())
+        if self.holds_slot:
             self._renewal = asyncio.create_task(self._renew())
         return self
 
     async def _renew(self) -> None:
         """Extend the slot's expiry every third of `hold` while the block runs."""
         while True:
-            await asyncio.sleep(self._hold_ms / 3000)
-            with contextlib.suppress(Exception):
-                await self._try()
+            await asyncio.sleep(self.hold_ms / 3000)
+            with contextlib.suppress(Exception):  # the next renewal tries again
+                await self._run(self.renew())
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None,
@@ -147,13 +179,45 @@ class LimitHold:
             self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
-        if self._ref is not None and self._ref.concurrency:
-            operation = release(self._prefix, self._ref, self._group, self._holder)
-            await self._run(operation)
+        if self.holds_slot:
+            await self._run(self.release())
 
 
-def _server_time() -> Operation:
-    """(seconds, milliseconds) on the Redis server's clock."""
+class SyncLimitHold(_Hold):
+    """`with client.limit(...)` of the SyncClient: the same, with a thread that renews the slot."""
+
+    def __init__(self, run: Callable[[Operation], Any], prefix: str, name: str,
+                 **options: Any) -> None:  # fmt: skip
+        """`run` drives an operation against Redis (SyncClient.run)."""
+        super().__init__(prefix, name, **options)
+        self._run = run
+        self._done = threading.Event()
+        self._renewal: threading.Thread | None = None
+
+    def __enter__(self) -> SyncLimitHold:
+        self.ref = self._run(self.take())
+        if self.holds_slot:
+            self._renewal = threading.Thread(target=self._renew, name="jobd-limit", daemon=True)
+            self._renewal.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._done.wait(self.hold_ms / 3000):
+            with contextlib.suppress(Exception):  # the next renewal tries again
+                self._run(self.renew())
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self._done.set()
+        if self._renewal is not None:
+            self._renewal.join()
+        if self.holds_slot:
+            self._run(self.release())
+
+
+def _server_ms() -> Operation:
+    """Now on the Redis server's clock, ms."""
     reply = yield Command(("TIME",))
-    seconds, micros = int(reply[0]), int(reply[1])
-    return seconds, seconds * 1000 + micros // 1000
+    return int(reply[0]) * 1000 + int(reply[1]) // 1000

@@ -59,7 +59,14 @@ class Command:
     args: tuple[Argument, ...]
 
 
-Request = ScriptCall | Command
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait this long before the next request (the client sleeps: asyncio.sleep or time.sleep)."""
+
+    seconds: float
+
+
+Request = ScriptCall | Command | Pause
 Operation = Generator[Request, Any, Any]
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import redis
 import redis.retry
 
-from jobd.client.operations import Operation, ScriptCall
+from jobd.client.limits import SyncLimitHold
+from jobd.client.operations import Operation, Pause, ScriptCall
 from jobd.client.producer import Call, Handle, Producer, options_from_config
 from jobd.model import JobInfo, JobStatus
 from jobd.redis.connect import RETRY_ATTEMPTS, connection_options, open_sync, retry_backoff
@@ -76,6 +78,9 @@ class SyncClient(Producer):
                         )  # fmt: skip
                     elif isinstance(request, ScriptCall):
                         reply = run_sync(self.redis, request.name, request.keys, request.args)
+                    elif isinstance(request, Pause):
+                        time.sleep(request.seconds)
+                        reply = None
                     else:
                         reply = self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
                 except Exception as error:  # noqa: BLE001 - re-raised, translated
@@ -137,6 +142,21 @@ class SyncClient(Producer):
             strict=strict,
         )  # fmt: skip
         return [SyncJob(self, ref) for ref in self.run(operation)]
+
+    def limit(
+        self,
+        name: str,
+        *,
+        cost: int = 1,
+        group: str | None = None,
+        timeout: float | None = 60.0,
+        hold: float = 60.0,
+    ) -> SyncLimitHold:
+        """`with client.limit("openai", cost=800): ...`: see Client.limit; a thread renews the
+        slot while the block runs."""
+        return SyncLimitHold(
+            self.run, self.key_prefix, name, cost=cost, group=group, timeout=timeout, hold=hold
+        )
 
     def job(self, job_id: str, *, queue: str | None = None) -> SyncJob:
         """A handle to an existing job (no round trip)."""

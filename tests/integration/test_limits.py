@@ -4,6 +4,8 @@ go back when a job ends, is drained, or its worker dies."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,7 +16,7 @@ import redis
 from jobd.client import Client, JobFailed, JobStatus
 from jobd.redis.keys import QueueKeys
 from jobd.worker.store import Store
-from tests.support.wait import async_wait_until
+from tests.support.wait import async_wait_until, wait_until
 from tests.support.worker import running_worker, settings_for
 
 
@@ -437,3 +439,33 @@ async def test_a_replayed_claim_takes_no_budget_twice(
     base = QueueKeys(key_prefix, "default").limit("api")
     assert await client.redis.zcard(base + "starts") == 3
     assert await client.redis.zcard(base + "running") == 3
+
+
+async def test_the_sync_client_holds_a_limit_too(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    """SyncClient.limit holds the slot, and its renewal thread keeps it past `hold`."""
+    from jobd.client import SyncClient
+
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"concurrency": 1}},
+        functions={"echo": {"limits": ["api"]}},
+    )  # fmt: skip
+    keys = QueueKeys(key_prefix, "default")
+
+    def hold_past_its_expiry() -> str:
+        with SyncClient(redis_url, key_prefix=key_prefix) as sync:
+            with sync.limit("api", hold=0.3):
+                job = sync.enqueue("echo", 1)
+                wait_until(lambda: sync.redis.hexists(keys.job(job.id), "held"), timeout=10)
+                # three times `hold`: without the renewal the slot would lapse and the job start
+                threading.Event().wait(0.9)
+                assert sync.redis.hexists(keys.job(job.id), "held")
+            return job.id
+
+    async with running_worker(settings):
+        await async_wait_until(lambda: client.redis.hexists(key_prefix + ":limits", "api"))
+        job_id = await asyncio.to_thread(hold_past_its_expiry)
+        # leaving the block gave the slot back, and the held job got it
+        assert await client.job(job_id).result(timeout=10) == {"args": [1], "kwargs": {}}

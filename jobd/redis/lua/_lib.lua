@@ -174,6 +174,20 @@ local function limit_trim(base, definition, now)
   return spent
 end
 
+-- When the cost window of `base`, `spent` now, has room for `cost` more: the time the oldest
+-- costs leave it, or -1 when the cost alone is above the limit.
+local function cost_room_at(base, definition, spent, cost, now)
+  if cost > definition[3] then return -1 end
+  for _, entry in ipairs(redis.call('ZRANGE', base .. 'costs', 0, -1, 'WITHSCORES')) do
+    if string.find(entry, '|', 1, true) then
+      spent = spent - tonumber(string.match(entry, '|(%d+)$'))
+    elseif spent + cost <= definition[3] then
+      return tonumber(entry) + definition[4]
+    end
+  end
+  return now + definition[4]
+end
+
 -- When the limit of `base` lets something of `cost` start: nil = now, 0 = when a slot is given
 -- back, -1 = never (the cost alone is above the limit), else a time (ms). Slots held outside
 -- jobs (Client.limit) carry an expiry as their score and are dropped here once it passed; a
@@ -191,16 +205,7 @@ local function limit_allowed_at(base, definition, cost, now)
     return tonumber(oldest[2]) + definition[2]
   end
   if definition[3] > 0 and spent + cost > definition[3] then
-    if cost > definition[3] then return -1 end
-    -- the time the oldest costs leave the window and make room for this one
-    for _, entry in ipairs(redis.call('ZRANGE', base .. 'costs', 0, -1, 'WITHSCORES')) do
-      if string.find(entry, '|', 1, true) then
-        spent = spent - tonumber(string.match(entry, '|(%d+)$'))
-      elseif spent + cost <= definition[3] then
-        return tonumber(entry) + definition[4]
-      end
-    end
-    return now + definition[4]
+    return cost_room_at(base, definition, spent, cost, now)
   end
   return nil
 end

@@ -208,16 +208,7 @@ local function allowed_at(base, definition, cost)
     return state.rate_free
   end
   if definition[3] > 0 and state.spent + cost > definition[3] then
-    if cost > definition[3] then return -1 end
-    local spent = state.spent
-    for _, entry in ipairs(redis.call('ZRANGE', base .. 'costs', 0, -1, 'WITHSCORES')) do
-      if string.find(entry, '|', 1, true) then
-        spent = spent - tonumber(string.match(entry, '|(%d+)$'))
-      elseif spent + cost <= definition[3] then
-        return tonumber(entry) + definition[4]
-      end
-    end
-    return now + definition[4]
+    return cost_room_at(base, definition, state.spent, cost, now)
   end
   return nil
 end
