@@ -1,11 +1,15 @@
 """Limits under faults (docs/limits.md): a worker killed with SIGKILL while its jobs hold the
-slots of a fleet-wide concurrency limit. Its slots go back when the reaper gives its jobs back;
-no job is lost, and the limit is never exceeded, counting a dead worker's runs until its death.
-Ends with the invariant checker, as every chaos scenario does."""
+slots of a fleet-wide concurrency limit (its slots go back when the reaper gives its jobs back),
+and Redis killed, restarted and paused under limited jobs. No job is lost, and the limit is never
+exceeded, counting a dead worker's runs until its death. Each ends with the invariant checker,
+as every chaos scenario does."""
 
 from __future__ import annotations
 
-from tests.chaos.conftest import Chaos, until
+import time
+
+from tests.chaos.conftest import LEASE, Chaos, until
+from tests.chaos.test_redis_faults import AOF_EVERY_WRITE
 from tests.support.checker import Entry, Expect
 
 LIMIT = 5
@@ -54,3 +58,33 @@ def test_a_killed_workers_slots_come_back_and_the_limit_holds(chaos: Chaos) -> N
         slots = connection.zcard(f"{chaos.prefix}:{{default}}:limit:api:running")
         held = connection.zcard(f"{chaos.prefix}:{{default}}:limit:api:held")
     assert (slots, held) == (0, 0)  # every slot went back, nothing is left waiting
+
+
+def test_limits_hold_through_a_redis_restart_and_a_pause(chaos: Chaos) -> None:
+    """Redis killed and restarted with AOF, then paused past the lease, while limited jobs run:
+    the limits' state is Redis data like the jobs', so nothing is lost, nothing runs twice, the
+    concurrency is never exceeded and every slot comes back."""
+    server = chaos.start_redis(**AOF_EVERY_WRITE)
+    config = chaos.config(
+        limits={"api": {"concurrency": LIMIT, "rate": "400/s"}},
+        functions={"chaos": {"path": "tests.jobs_for_tests:chaos", "limits": ["api"]}},
+    )
+    workers = [chaos.daemon(config) for _ in range(2)]
+    ids = chaos.enqueue(150, "chaos", 0.05)
+    until(lambda: len(chaos.starts()) >= 20, "20 limited jobs started")
+    server.kill()
+    time.sleep(1.0)  # the outage's length: the fault, not a wait for a result
+    server.restart()
+    until(lambda: len(chaos.starts()) >= 60, "60 limited jobs started")
+    server.pause()
+    time.sleep(2 * LEASE)  # a pause past the lease: the fault itself
+    server.resume()
+    chaos.wait_done(ids)
+    assert all(worker.running for worker in workers)
+    exits = chaos.stop_all()
+    chaos.check(Expect(ids, exits=exits))
+    assert most_at_once(chaos.entries(), {}) <= LIMIT
+    with chaos.client() as connection:
+        slots = connection.zcard(f"{chaos.prefix}:{{default}}:limit:api:running")
+        held = connection.zcard(f"{chaos.prefix}:{{default}}:limit:api:held")
+    assert (slots, held) == (0, 0)
