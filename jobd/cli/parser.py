@@ -229,11 +229,12 @@ def _status_parser(commands: Any) -> None:
         commands,
         "status",
         _status,
-        help="jobs per queue and state, and the live workers",
+        help="jobs per queue and state, the live workers, the limits and the cron entries",
         description="Per queue: how many jobs are queued, scheduled (deferred or waiting for a "
         "retry), running and dead (failed for good), and OLDEST, how long the job at the head of "
         "the queue (the next to run) has been due. Then the live workers: host, pid, queues, "
-        "jobs running of their concurrency, jobs processed, uptime, last heartbeat, version.",
+        "jobs running of their concurrency, jobs processed, uptime, last heartbeat, version. "
+        "Then each limit's use (as `jobd limits` shows it) and the cron entries.",
     )
     _queue_option(status)
     _json_option(status, "the queues and workers")
