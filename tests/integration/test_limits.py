@@ -469,3 +469,26 @@ async def test_the_sync_client_holds_a_limit_too(
         job_id = await asyncio.to_thread(hold_past_its_expiry)
         # leaving the block gave the slot back, and the held job got it
         assert await client.job(job_id).result(timeout=10) == {"args": [1], "kwargs": {}}
+
+
+async def test_jobs_held_by_a_limit_that_left_the_configuration_still_run(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    settings = settings_for(
+        redis_url, key_prefix,
+        limits={"api": {"concurrency": 1}},
+        functions={"echo": {"limits": ["api"]}},
+    )  # fmt: skip
+    from jobd.worker.limits import limit_specs
+
+    jobs = await client.enqueue_many([("echo", (n,), {}) for n in range(3)])
+    store = Store(
+        client.redis, prefix=key_prefix, worker_id="gone:2:x", lease_ms=300,
+        max_payload_bytes=1 << 20, limit_specs=limit_specs(settings),
+    )  # fmt: skip
+    claim = await store.claim("default", 10)
+    assert len(claim.jobs) == 1 and len(claim.held) == 2
+    # the next workers run without [limits]: the held jobs and the dead worker's one all run
+    async with running_worker(settings_for(redis_url, key_prefix)):
+        for job in jobs:
+            assert (await job.result(timeout=20))["args"] == [jobs.index(job)]

@@ -142,9 +142,11 @@ local spec = nil
 -- base of a limit -> when its held jobs may be tried again: false until a job is held again
 -- here (see settle_held_index); only bases this claim let go of or held jobs in
 local next_try = {}
-if ARGV[8] ~= '' then
-  spec = cjson.decode(ARGV[8])
-  -- held jobs whose limit may allow them now go back to their places, to be judged again below
+if ARGV[8] ~= '' then spec = cjson.decode(ARGV[8]) end
+-- Held jobs whose limit may allow them now go back to their places, to be judged again below;
+-- also when this worker enforces no limit here any more (the limit left the configuration while
+-- it held jobs): they then start as any job.
+if spec or redis.call('EXISTS', KEYS[13]) == 1 then
   for _, base in ipairs(redis.call('ZRANGE', KEYS[13], '-inf', now, 'BYSCORE', 'LIMIT', 0, 20)) do
     local back = redis.call('ZPOPMIN', base .. 'held', wanted)
     for i = 1, #back, 2 do
