@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Any
 
 import jobd
@@ -16,21 +15,31 @@ import jobd
 PROVIDER = os.environ.get("LLM_PROVIDER_URL", "http://127.0.0.1:8700")
 
 
-def _post(prompt: str, max_tokens: int) -> tuple[int, dict[str, Any], str | None]:
+async def _post(prompt: str, max_tokens: int) -> tuple[int, dict[str, Any], str | None]:
+    """POST /v1/chat over a plain asyncio connection (the example needs no HTTP library)."""
+    url = urllib.parse.urlsplit(PROVIDER)
     body = json.dumps({"prompt": prompt, "max_tokens": max_tokens}).encode()
-    request = urllib.request.Request(
-        PROVIDER + "/v1/chat", data=body, headers={"Content-Type": "application/json"}
-    )
+    reader, writer = await asyncio.open_connection(url.hostname, url.port or 80)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response), None
-    except urllib.error.HTTPError as error:
-        return error.code, {}, error.headers.get("Retry-After")
+        writer.write(
+            b"POST /v1/chat HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (url.netloc.encode(), len(body), body)
+        )
+        await writer.drain()
+        head, _, rest = (await reader.read()).partition(b"\r\n\r\n")
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    reply = json.loads(rest) if status == 200 else {}
+    return status, reply, headers.get("Retry-After")
 
 
 async def chat(prompt: str, max_tokens: int = 100) -> str:
     """Ask the provider; enqueue it with cost=max_tokens, the most it can use."""
-    status, reply, retry_after = await asyncio.to_thread(_post, prompt, max_tokens)
+    status, reply, retry_after = await _post(prompt, max_tokens)
     if status == 429:
         raise jobd.Throttled(float(retry_after or 1), limit="provider")
     if status != 200:

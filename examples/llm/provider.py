@@ -91,10 +91,17 @@ def handler_for(budget: Budget) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    # A burst of connections beyond the listen backlog (socketserver's default is 5) has its
+    # SYNs dropped, and the clients send them again a second later: requests that started
+    # together would then arrive a window apart.
+    request_queue_size = 128
+
+
 def serve(port: int, requests: int, tokens: int) -> tuple[ThreadingHTTPServer, Budget]:
     """Start the provider on 127.0.0.1:`port` (0: a free port) in a daemon thread."""
     budget = Budget(requests, tokens)
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(budget))
+    server = Server(("127.0.0.1", port), handler_for(budget))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, budget
 

@@ -6,19 +6,33 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from jobd.config.durations import parse_duration
 from jobd.config.fields import Reader, closest, join_path, shown_value
 from jobd.config.settings import PERIODS, FunctionSettings, LimitSettings, Rate
 
-_RATE = re.compile(r"^\s*(?P<count>\d+)\s*/\s*(?P<unit>[smh])\s*$")
-RATE_FORMAT = '"N/s", "N/m" or "N/h" with N a whole number above 0, e.g. "500/m"'
+_RATE = re.compile(r"^\s*(?P<count>\d+)\s*/\s*(?P<period>\S+)\s*$")
+RATE_FORMAT = (
+    '"N/s", "N/m" or "N/h" with N a whole number above 0, e.g. "500/m", or N per a duration of '
+    'at least 1ms, e.g. "20/1100ms"'
+)
 
 
 def parse_rate(text: str) -> Rate | None:
-    """ "500/m" -> Rate(500, 60.0); None if `text` is not such a rate."""
+    """ "500/m" -> Rate(500, 60.0), "20/1100ms" -> Rate(20, 1.1); None if `text` is no rate."""
     match = _RATE.match(text)
     if match is None or int(match["count"]) < 1:
         return None
-    return Rate(int(match["count"]), PERIODS[match["unit"]])
+    period = match["period"]
+    if period in PERIODS:
+        return Rate(int(match["count"]), PERIODS[period])
+    try:
+        seconds = parse_duration(period)
+    except ValueError:
+        return None
+    # whole milliseconds: the scripts count windows in ms
+    return (
+        Rate(int(match["count"]), seconds) if seconds >= 0.001 and seconds * 1000 % 1 == 0 else None
+    )
 
 
 def read_rate(reader: Reader, raw: object, path: str) -> Rate | None:

@@ -16,6 +16,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from jobd.config.durations import format_duration
+
 DERIVED: Mapping[str, Any] = MappingProxyType({"derived": True})
 """Field metadata: the loader computes this field; it is not a key of the TOML file."""
 
@@ -210,7 +212,7 @@ class Rate:
 
     def __str__(self) -> str:
         unit = next((unit for unit, seconds in PERIODS.items() if seconds == self.period), None)
-        return f"{self.count}/{unit}" if unit else f"{self.count}/{self.period:g}s"
+        return f"{self.count}/{unit}" if unit else f"{self.count}/{format_duration(self.period)}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,7 +222,8 @@ class LimitSettings:
 
     # the name functions list in `limits`: the key of [limits.NAME]
     name: str = field(metadata=DERIVED)
-    # job starts per period, in any window of that length: "N/s", "N/m" or "N/h"; none if unset
+    # job starts per period, in any window of that length: "N/s", "N/m", "N/h" or N per a
+    # duration ("20/1100ms"); none if unset
     rate: Rate | None = None
     # cost units per period (a job costs the `cost` it was enqueued with, default 1); none if unset
     cost: Rate | None = None

@@ -456,11 +456,11 @@ async def test_the_sync_client_holds_a_limit_too(
 
     def hold_past_its_expiry() -> str:
         with SyncClient(redis_url, key_prefix=key_prefix) as sync:
-            with sync.limit("api", hold=0.3):
+            with sync.limit("api", hold=1.0):
                 job = sync.enqueue("echo", 1)
                 wait_until(lambda: sync.redis.hexists(keys.job(job.id), "held"), timeout=10)
-                # three times `hold`: without the renewal the slot would lapse and the job start
-                threading.Event().wait(0.9)
+                # 2.5 times `hold`: without the renewal the slot would lapse and the job start
+                threading.Event().wait(2.5)
                 assert sync.redis.hexists(keys.job(job.id), "held")
             return job.id
 

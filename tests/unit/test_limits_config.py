@@ -97,3 +97,14 @@ def test_throttled_pauses_the_named_limit_or_every_rate_and_cost() -> None:
     every = pause_for(settings, "chat", None, None)
     assert every.limits == (("openai", False), ("tokens", True)) and every.seconds == 1.0
     assert pause_for(settings, "other", None, 3).limits == ()
+
+
+def test_a_rate_may_be_per_any_whole_number_of_milliseconds() -> None:
+    settings = loads('[limits.openai]\nrate = "20/1100ms"\ncost = "7/2s"\n' + FUNCTION, environ={})
+    limit = settings.limits["openai"]
+    assert (limit.rate, limit.cost) == (Rate(20, 1.1), Rate(7, 2.0))
+    assert (str(limit.rate), str(limit.cost)) == ("20/1.1s", "7/2s")
+    assert json.loads(limit_specs(settings)["default"])["l"]["openai"][:4] == [20, 1100, 7, 2000]
+    assert problems('[limits.openai]\nrate = "5/0.5ms"\n' + FUNCTION)[0].startswith(
+        "jobs.toml: limits.openai.rate: '5/0.5ms' is not a rate"
+    )
