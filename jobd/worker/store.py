@@ -88,6 +88,11 @@ def _triples(values: list[bytes]) -> list[tuple[str, str, str]]:
     return list(zip(texts[::3], texts[1::3], texts[2::3], strict=True))
 
 
+def _limit_pairs(limits: Sequence[tuple[str, bool]]) -> list[Argument]:
+    """(name, per group) of each limit as the scripts take them: name, 0 or 1, name, ..."""
+    return [part for name, per_group in limits for part in (name, int(per_group))]
+
+
 def _optional_int(value: bytes | None) -> int | None:
     return int(value) if value else None
 
@@ -330,9 +335,6 @@ class Store:
         """Pause `limits` (name, per group) and put the job back to wait for them, uncharged;
         returns the verdict ('ok', 'dead', 'stale' or 'replayed') and until when (ms)."""
         keys = self.keys(job.queue)
-        pairs: list[Argument] = []
-        for name, per_group in limits:
-            pairs += [name, int(per_group)]
         reply = await self._script(
             "throttle",
             [
@@ -346,7 +348,14 @@ class Store:
                 keys.scheduled,
                 keys.limit_prefix,
             ],
-            [job.id, job.token, pause_ms, max_throttled_ms, encode_error(error), *pairs],
+            [
+                job.id,
+                job.token,
+                pause_ms,
+                max_throttled_ms,
+                encode_error(error),
+                *_limit_pairs(limits),
+            ],
         )
         assert isinstance(reply, list)
         return reply[0].decode(), int(reply[1])
@@ -354,11 +363,10 @@ class Store:
     async def set_cost(self, job: ClaimedJob, cost: int, limits: Sequence[tuple[str, bool]]) -> str:
         """Correct a running job's cost in its cost `limits` (name, per group); 'ok' or 'stale'."""
         keys = self.keys(job.queue)
-        pairs: list[Argument] = []
-        for name, per_group in limits:
-            pairs += [name, int(per_group)]
         reply = await self._script(
-            "set_cost", [keys.job(job.id), keys.limit_prefix], [job.id, job.token, cost, *pairs]
+            "set_cost",
+            [keys.job(job.id), keys.limit_prefix],
+            [job.id, job.token, cost, *_limit_pairs(limits)],
         )
         assert isinstance(reply, list)
         return str(reply[0].decode())

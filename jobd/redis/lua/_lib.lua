@@ -188,46 +188,76 @@ local function cost_room_at(base, definition, spent, cost, now)
   return now + definition[4]
 end
 
--- When the limit of `base` lets something of `cost` start: nil = now, 0 = when a slot is given
--- back, -1 = never (the cost alone is above the limit), else a time (ms). Slots held outside
--- jobs (Client.limit) carry an expiry as their score and are dropped here once it passed; a
--- job's slot has the score +inf and goes back with its job.
-local function limit_allowed_at(base, definition, cost, now)
-  local paused = tonumber(redis.call('GET', base .. 'paused') or 0)
-  if paused > now then return paused end
+-- The key base of limit `name` (prefix: <prefix>:{<queue>}:limit:) for a job of `group`; a
+-- per-group limit (`per_group` 1 or '1') has a base per group.
+local function limit_base(prefix, name, per_group, group)
+  local base = prefix .. name .. ':'
+  if tostring(per_group) == '1' and group then base = base .. 'g:' .. group .. ':' end
+  return base
+end
+
+-- What a limit has in use now: {paused, running, starts, spent}, its windows trimmed. Slots held
+-- outside jobs (Client.limit) carry an expiry as their score and are dropped here once it
+-- passed; a job's slot has the score +inf and goes back with its job. Within one script the
+-- state stays true (the script is atomic): claim.lua reads it once per limit and keeps it.
+local function limit_state(base, definition, now)
+  local state = {paused = tonumber(redis.call('GET', base .. 'paused') or 0), running = 0, starts = 0}
   if definition[5] > 0 then
     redis.call('ZREMRANGEBYSCORE', base .. 'running', '-inf', now)
-    if redis.call('ZCARD', base .. 'running') >= definition[5] then return 0 end
+    state.running = redis.call('ZCARD', base .. 'running')
   end
-  local spent = limit_trim(base, definition, now)
-  if definition[1] > 0 and redis.call('ZCARD', base .. 'starts') >= definition[1] then
-    local oldest = redis.call('ZRANGE', base .. 'starts', 0, 0, 'WITHSCORES')
-    return tonumber(oldest[2]) + definition[2]
+  state.spent = limit_trim(base, definition, now)
+  if definition[1] > 0 then state.starts = redis.call('ZCARD', base .. 'starts') end
+  return state
+end
+
+-- When the limit of `base`, in `state`, lets something of `cost` start: nil = now, 0 = when a
+-- slot is given back, -1 = never (the cost alone is above the limit), else a time (ms).
+local function limit_allowed_at(state, base, definition, cost, now)
+  if state.paused > now then return state.paused end
+  if definition[5] > 0 and state.running >= definition[5] then return 0 end
+  if definition[1] > 0 and state.starts >= definition[1] then
+    if not state.rate_free then
+      local oldest = redis.call('ZRANGE', base .. 'starts', 0, 0, 'WITHSCORES')
+      state.rate_free = tonumber(oldest[2]) + definition[2]
+    end
+    return state.rate_free
   end
-  if definition[3] > 0 and spent + cost > definition[3] then
-    return cost_room_at(base, definition, spent, cost, now)
+  if definition[3] > 0 and state.spent + cost > definition[3] then
+    return cost_room_at(base, definition, state.spent, cost, now)
   end
   return nil
 end
 
--- Record a start of `cost` (member `start`) in the limit of `base` and, if it has a concurrency,
--- a slot for `holder` until `hold_until` (ms, or '+inf'); returns whether a slot was taken.
-local function limit_take(base, definition, start, cost, now, holder, hold_until)
+-- Record in the limit of `base` (and in `state`) a start of `cost` (member `start`) and, if it
+-- has a concurrency, a slot for `holder` until `hold_until` (ms, or '+inf'); returns whether a
+-- slot was taken. The windows' expiries are set once per script: limit_expire.
+local function limit_take(state, base, definition, start, cost, now, holder, hold_until)
+  state.taken = true
   if definition[1] > 0 then
     redis.call('ZADD', base .. 'starts', now, start)
-    redis.call('PEXPIRE', base .. 'starts', definition[2])
+    state.starts = state.starts + 1
   end
   if definition[3] > 0 then
     redis.call('ZADD', base .. 'costs', now, start .. '|' .. cost)
-    redis.call('PEXPIRE', base .. 'costs', definition[4])
     redis.call('INCRBY', base .. 'spent', cost)
-    redis.call('PEXPIRE', base .. 'spent', definition[4])
+    state.spent = state.spent + cost
   end
   if definition[5] > 0 then
     redis.call('ZADD', base .. 'running', hold_until, holder)
+    state.running = state.running + 1
     return true
   end
   return false
+end
+
+-- The windows of a limit that was taken from live one period after its last start.
+local function limit_expire(base, definition)
+  if definition[1] > 0 then redis.call('PEXPIRE', base .. 'starts', definition[2]) end
+  if definition[3] > 0 then
+    redis.call('PEXPIRE', base .. 'costs', definition[4])
+    redis.call('PEXPIRE', base .. 'spent', definition[4])
+  end
 end
 
 -- Give back `holder`'s slot of the limit of `base`; if it had one, one job the limit held goes

@@ -19,9 +19,11 @@ if redis.call('ZADD', base .. 'running', 'XX', 'CH', hold_until, ARGV[1]) == 1
     or redis.call('ZSCORE', base .. 'running', ARGV[1]) then
   return {'ok', now}
 end
-local at = limit_allowed_at(base, definition, tonumber(ARGV[2]), now)
+local state = limit_state(base, definition, now)
+local at = limit_allowed_at(state, base, definition, tonumber(ARGV[2]), now)
 if at == 0 then return {'slot', now} end
 if at == -1 then return {'never', now} end
 if at ~= nil then return {'at', at} end
-limit_take(base, definition, ARGV[1], tonumber(ARGV[2]), now, ARGV[1], hold_until)
+limit_take(state, base, definition, ARGV[1], tonumber(ARGV[2]), now, ARGV[1], hold_until)
+limit_expire(base, definition)
 return {'ok', now}

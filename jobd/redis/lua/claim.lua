@@ -170,90 +170,34 @@ local function settle_held_index()
   end
 end
 
--- The key base of limit `name` for a job of `group`.
-local function limit_base(name, per_group, group)
-  local base = KEYS[12] .. name .. ':'
-  if per_group == 1 and group then base = base .. 'g:' .. group .. ':' end
-  return base
-end
-
--- What this claim knows of each limit it looked at: the script is atomic, so nobody changes a
--- limit meanwhile, and a batch of jobs of one limit costs a few reads, not a few per job.
--- base -> {paused, running, starts, spent (as now), rate_free (when blocked by the rate), taken}
+-- What this claim knows of each limit it looked at (see limit_state), so that a batch of jobs
+-- of one limit costs a few reads, not a few per job: base -> state (and its definition).
 local known = {}
 
-local function state_of(base, definition)
-  local state = known[base]
-  if state then return state end
-  state = {paused = tonumber(redis.call('GET', base .. 'paused') or 0), running = 0, starts = 0}
-  if definition[5] > 0 then
-    -- slots held outside jobs (Client.limit) expire; a job's slot has the score +inf
-    redis.call('ZREMRANGEBYSCORE', base .. 'running', '-inf', now)
-    state.running = redis.call('ZCARD', base .. 'running')
-  end
-  state.spent = limit_trim(base, definition, now)
-  if definition[1] > 0 then state.starts = redis.call('ZCARD', base .. 'starts') end
-  known[base] = state
-  return state
-end
-
--- limit_allowed_at (see _lib.lua) from what this claim knows.
 local function allowed_at(base, definition, cost)
-  local state = state_of(base, definition)
-  if state.paused > now then return state.paused end
-  if definition[5] > 0 and state.running >= definition[5] then return 0 end
-  if definition[1] > 0 and state.starts >= definition[1] then
-    if not state.rate_free then
-      local oldest = redis.call('ZRANGE', base .. 'starts', 0, 0, 'WITHSCORES')
-      state.rate_free = tonumber(oldest[2]) + definition[2]
-    end
-    return state.rate_free
+  local state = known[base]
+  if not state then
+    state = limit_state(base, definition, now)
+    state.definition = definition
+    known[base] = state
   end
-  if definition[3] > 0 and state.spent + cost > definition[3] then
-    return cost_room_at(base, definition, state.spent, cost, now)
-  end
-  return nil
+  return limit_allowed_at(state, base, definition, cost, now)
 end
 
--- Take what a starting job uses of the limit of `base` (limit_take, without the expiries: see
--- expire_taken); returns whether it holds a slot (kept until its job gives it back).
+-- Take what a starting job uses of the limit of `base`; returns whether it holds a slot (kept
+-- until its job gives it back: see release_slots).
 local function take(base, definition, id, cost, name, group)
-  local state = known[base]
-  state.taken = definition
   if definition[6] == 1 and group then
     local groups = KEYS[12] .. name .. ':groups'
     redis.call('ZADD', groups, now, group)
     redis.call('PEXPIRE', groups, math.max(definition[2], definition[4], 2 * tonumber(ARGV[4])))
   end
-  local start = token .. ':' .. id
-  if definition[1] > 0 then
-    redis.call('ZADD', base .. 'starts', now, start)
-    state.starts = state.starts + 1
-  end
-  if definition[3] > 0 then
-    redis.call('ZADD', base .. 'costs', now, start .. '|' .. cost)
-    redis.call('INCRBY', base .. 'spent', cost)
-    state.spent = state.spent + cost
-  end
-  if definition[5] > 0 then
-    redis.call('ZADD', base .. 'running', '+inf', id)
-    state.running = state.running + 1
-    return true
-  end
-  return false
+  return limit_take(known[base], base, definition, token .. ':' .. id, cost, now, id, '+inf')
 end
 
--- The windows of the limits this claim took from live one period after their last start.
 local function expire_taken()
   for base, state in pairs(known) do
-    local definition = state.taken
-    if definition then
-      if definition[1] > 0 then redis.call('PEXPIRE', base .. 'starts', definition[2]) end
-      if definition[3] > 0 then
-        redis.call('PEXPIRE', base .. 'costs', definition[4])
-        redis.call('PEXPIRE', base .. 'spent', definition[4])
-      end
-    end
+    if state.taken then limit_expire(base, state.definition) end
   end
 end
 
@@ -267,7 +211,7 @@ local function admit(job_key, id, fn, score)
   local bases = {}
   for i, name in ipairs(names) do
     local definition = spec['l'][name]
-    local base = limit_base(name, definition[6], group)
+    local base = limit_base(KEYS[12], name, definition[6], group)
     bases[i] = base
     local at = allowed_at(base, definition, cost)
     if at == -1 then

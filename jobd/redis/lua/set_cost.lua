@@ -13,8 +13,7 @@ local new = tonumber(ARGV[3])
 if old == new then return {'ok', old} end
 local start = ARGV[2] .. ':' .. ARGV[1]
 for i = 4, #ARGV, 2 do
-  local base = KEYS[2] .. ARGV[i] .. ':'
-  if ARGV[i + 1] == '1' and state[4] then base = base .. 'g:' .. state[4] .. ':' end
+  local base = limit_base(KEYS[2], ARGV[i], ARGV[i + 1], state[4])
   local charged = redis.call('ZSCORE', base .. 'costs', start .. '|' .. old)
   -- gone: the start left the window already, and so did its cost
   if charged then

@@ -37,8 +37,7 @@ if #ARGV < 6 then
 end
 local holder = nil
 for i = 6, #ARGV, 2 do
-  local base = KEYS[9] .. ARGV[i] .. ':'
-  if ARGV[i + 1] == '1' and state[7] then base = base .. 'g:' .. state[7] .. ':' end
+  local base = limit_base(KEYS[9], ARGV[i], ARGV[i + 1], state[7])
   holder = holder or base
   local paused = tonumber(redis.call('GET', base .. 'paused') or 0)
   if paused < until_ms then
