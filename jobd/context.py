@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from jobd.events import check_event_name, check_progress
+
 
 class JobChannel(Protocol):
     """What a running job asks of its worker (the worker provides it)."""
 
     async def set_cost(self, cost: int) -> None: ...
+
+    async def emit(self, event: str, data: Any) -> None: ...
+
+    async def progress(self, fraction: float, message: str | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,9 +45,32 @@ class JobContext:
         `def` job can use `asyncio.run_coroutine_threadsafe` with the worker's loop."""
         if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
             raise ValueError(f"cost must be an integer >= 0, got {cost!r}")
+        await self._worker("set_cost").set_cost(cost)
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Append an event to this job's stream, which producers read with `job.events()`: a
+        short `event` name (1-64 letters, digits, `_ . : -`; not one of jobd's own names such
+        as "started" or "progress") and JSON `data`.
+
+        Returns at once: the worker writes what its jobs emitted in the same moment as one batch.
+        While Redis is slow it holds up to `events.buffer` events; when that is full, emit
+        waits up to a second for room, then drops the event, and readers of the stream are told
+        of the gap (docs/events.md). PayloadTooLarge when `data` encodes to more than
+        `events.max_data_bytes`; SerializationError when it is not JSON."""
+        check_event_name(event)
+        await self._worker("emit").emit(event, data)
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress, from 0.0 to 1.0 with an optional message: emits a "progress" event
+        (`{"fraction": ..., "message": ...}`) and keeps it as the job's latest progress
+        (`JobInfo.progress`, `jobd job show`)."""
+        fraction, message = check_progress(fraction, message)
+        await self._worker("progress").progress(fraction, message)
+
+    def _worker(self, what: str) -> JobChannel:
         if self.channel is None:
-            raise RuntimeError("set_cost needs a running worker")
-        await self.channel.set_cost(cost)
+            raise RuntimeError(f"{what} needs a running worker")
+        return self.channel
 
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("jobd_current_job")

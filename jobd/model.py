@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from jobd.errors import InvalidJobOption, PayloadError, PayloadTooLarge, SerializationError
+from jobd.events import Progress, progress_of
 from jobd.serializer import Serializer, find_unserializable
 
 PAYLOAD_VERSION = 1
@@ -95,6 +96,8 @@ class JobInfo:
     """What it charges against its function's cost limits."""
     held_by: str | None = None
     """The limit holding it back while it waits (docs/limits.md), else None."""
+    progress: Progress | None = None
+    """The latest progress it reported (jobd.current_job().progress), else None."""
 
 
 def _limit_name(base: str | None) -> str | None:
@@ -197,7 +200,17 @@ def job_info(job_id: str, fields: dict[bytes, bytes], serializer: Serializer) ->
         held_by=_limit_name(_text(fields.get(b"held")))
         if fields.get(b"status") == b"queued"
         else None,
+        progress=_progress(fields.get(b"progress")),
     )
+
+
+def _progress(data: bytes | None) -> Progress | None:
+    if not data:
+        return None
+    try:
+        return progress_of(json.loads(data))
+    except ValueError:
+        return None
 
 
 def decode_error(data: bytes | None) -> ErrorInfo | None:

@@ -26,6 +26,7 @@ from jobd.config.settings import (
     CronSettings,
     DefaultsSettings,
     Durability,
+    EventsSettings,
     FunctionSettings,
     HookSettings,
     HttpSettings,
@@ -66,6 +67,9 @@ _RULES: dict[tuple[type, str], check.Rule] = {
     (RedisSettings, "replica_timeout"): check.positive,
     (RedisSettings, "data_dir"): check.directory,
     (HttpSettings, "max_loop_lag"): check.positive,
+    (EventsSettings, "max_length"): check.at_least(1),
+    (EventsSettings, "max_data_bytes"): check.byte_limit,
+    (EventsSettings, "buffer"): check.at_least(1),
     (WorkerSettings, "concurrency"): check.at_least(1),
     (WorkerSettings, "lease_timeout"): check.lease_timeout,
     (WorkerSettings, "max_lost"): check.at_least(1),
@@ -151,6 +155,7 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
     http = _http(reader, document)
     defaults = _section(reader, DefaultsSettings, document, "defaults")
     hooks = _section(reader, HookSettings, document, "hooks")
+    events = _section(reader, EventsSettings, document, "events")
     functions = _functions(reader, document, worker, defaults)
     cron = _cron(reader, document)
     limits, defined = _limits(reader, document)
@@ -162,6 +167,7 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
         http=http,
         defaults=defaults,
         hooks=hooks,
+        events=events,
         functions=MappingProxyType(functions),
         cron=cron,
         limits=MappingProxyType(limits),
@@ -417,7 +423,7 @@ def _derived(field: dataclasses.Field[Any]) -> bool:
 # "concurrency" -> "worker.concurrency": the hint for a key put in the wrong table.
 _SECTION_KEYS = {
     field.name: f"{section}.{field.name}"
-    for section in ("redis", "worker", "http", "defaults", "hooks")
+    for section in ("redis", "worker", "http", "defaults", "hooks", "events")
     for field in dataclasses.fields(getattr(Settings(), section))
     if not _derived(field)
 }

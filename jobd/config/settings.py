@@ -161,6 +161,19 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EventsSettings:
+    """Job events: what jobs emit (jobd.current_job().emit) and clients follow (docs/events.md)."""
+
+    # events kept per job; beyond it the oldest are dropped (a reader is told of the gap)
+    max_length: int = 10_000
+    # largest encoded data of one event, bytes (emit raises PayloadTooLarge above it)
+    max_data_bytes: int = 65_536
+    # events a worker holds for Redis while it is slow; when full, emit waits up to a second
+    # for room, then drops the event (readers are told of the gap)
+    buffer: int = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpSettings:
     """Where /metrics, /healthz and /readyz are served."""
 
@@ -291,6 +304,7 @@ class Settings:
     worker: WorkerSettings = WorkerSettings()
     http: HttpSettings = HttpSettings()
     defaults: DefaultsSettings = DefaultsSettings()
+    events: EventsSettings = EventsSettings()
     hooks: HookSettings = HookSettings()
     # job functions by name, in file order (read-only)
     functions: Mapping[str, FunctionSettings] = field(default_factory=lambda: MappingProxyType({}))

@@ -126,6 +126,17 @@ class Metrics:
             "Jobs a limit held back when they were due to start (they wait, uncharged).",
             ["queue", "limit"], registry=registry,
         )  # fmt: skip
+        self.events_written = Counter(
+            "jobd_events_written_total",
+            "Events that running jobs emitted and this worker wrote to their streams.",
+            ["queue"], registry=registry,
+        )  # fmt: skip
+        self.events_dropped = Counter(
+            "jobd_events_dropped_total",
+            "Events that jobs emitted but were not written: the worker's buffer was full (Redis "
+            "slow or down) or Redis refused them (maxmemory); readers are told of the gap.",
+            ["queue"], registry=registry,
+        )  # fmt: skip
         self.limit_throttled = Counter(
             "jobd_limit_throttled_total",
             "Tries that raised jobd.Throttled, by the limit they paused ('' when none).",

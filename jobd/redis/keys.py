@@ -16,6 +16,9 @@ one Redis Cluster slot and each Lua script touches a single slot.
                                           been continuously touched (the reaper's grace after outages)
     <prefix>:{<queue>}:job:<id>     HASH  the job: function, payload, state, tries, result or error
     <prefix>:{<queue>}:done:<id>    LIST  pushed when the job ends, for clients waiting on its result
+    <prefix>:{<queue>}:events:<id>  STREAM the job's events (ids 0-1, 0-2 ...: fields e name, t ms,
+                                          d data JSON), once it emitted or was followed; expires
+                                          with the job (see jobd/redis/lua/_lib.lua)
     <prefix>:{<queue>}:cron:<name>  HASH  cron entry <name> (enqueued on <queue>): its last tick (ms),
                                           the tick before it, the last job's id, the worker that fired it
     <prefix>:{<queue>}:aborts       pub/sub channel: ids of running jobs to cancel
@@ -136,6 +139,9 @@ class QueueKeys:
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+    def events(self, job_id: str) -> str:
+        return self.base + "events:" + job_id
 
     def done(self, job_id: str) -> str:
         return self.done_prefix + job_id

@@ -26,8 +26,10 @@ SCRIPT_NAMES = (
     "cron",
     "dead_purge",
     "dead_retry",
+    "emit",
     "enqueue",
     "finish",
+    "follow",
     "observe",
     "promote",
     "reap",
@@ -40,12 +42,14 @@ SCRIPT_NAMES = (
 )
 
 
-ALLOW_OOM = frozenset(SCRIPT_NAMES) - {"enqueue", "cron", "acquire"}
+ALLOW_OOM = frozenset(SCRIPT_NAMES) - {"enqueue", "cron", "acquire", "emit", "follow"}
 """Scripts that Redis runs even at maxmemory (shebang flag allow-oom, Redis 7): they move jobs that
 exist (claim, heartbeats, finish, retry, reap ...), so that workers finish what Redis holds while
 producers are refused. `enqueue` and `cron` create jobs, `acquire` a producer's hold: at
 maxmemory Redis refuses them with OOM before they write anything. Found by tests/chaos F20:
-without the flag a full Redis also refused every heartbeat and finish, and the workers stalled."""
+without the flag a full Redis also refused every heartbeat and finish, and the workers stalled.
+`emit` and `follow` add job events, refused at maxmemory too: the worker then drops the batch,
+and readers are told of the gap (docs/events.md)."""
 SHEBANG = "#!lua flags=allow-oom\n"
 
 
@@ -128,6 +132,31 @@ async def run_async(
         return await execute_raw(client, "EVALSHA", script.sha, len(keys), *keys, *args)
     except NoScriptError:
         return await execute_raw(client, "EVAL", script.source, len(keys), *keys, *args)
+
+
+async def run_async_many(
+    client: redis.asyncio.Redis,
+    name: str,
+    calls: Sequence[tuple[Sequence[str], Sequence[Argument]]],
+) -> list[Any]:
+    """Run a script once per `(keys, args)` in one pipeline (not a transaction): the replies in
+    order, an exception object in place of the reply of a call Redis refused (OOM, ...). Calls
+    Redis did not know the script for are sent again with its source (the script must be safe to
+    run twice, as every jobd script is)."""
+    script = _checked(name, calls[0][0]) if calls else SCRIPTS[name]
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        pipe = client.pipeline(transaction=False)
+        for i in missing:
+            keys, args = calls[i]
+            pipe.execute_command("EVAL", script.source, len(keys), *keys, *args)
+        for i, reply in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
+            replies[i] = reply
+    return replies
 
 
 async def run_async_after(

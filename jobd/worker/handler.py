@@ -26,6 +26,7 @@ from jobd.worker.backoff import backoff_delay
 from jobd.worker.context import WorkerContext
 from jobd.worker.cron import JOB_ID_PREFIX as CRON_JOB_PREFIX
 from jobd.worker.cron import entry_of
+from jobd.worker.events import EventWriter, JobEvents
 from jobd.worker.finisher import Finisher
 from jobd.worker.functions import RegisteredFunction
 from jobd.worker.limits import CostChannel, NoCostLimits, cost_limits, pause_for
@@ -87,6 +88,7 @@ class JobHandler:
         runner: Runner,
         finisher: Finisher,
         functions: Mapping[str, RegisteredFunction],
+        events: EventWriter,
         signing_key: bytes | None = None,
     ) -> None:
         """`signing_key`: with worker.signing_key, only jobs signed with it run (jobd.signing)."""
@@ -98,6 +100,7 @@ class JobHandler:
         self.runner = runner
         self.finisher = finisher
         self.functions = functions
+        self.events = events
         self.signing_key = signing_key
         self._cache: dict[tuple[str, str], _Series] = {}
         self._cron_names = frozenset(entry.name for entry in self.settings.cron)
@@ -165,14 +168,25 @@ class JobHandler:
                 if task is None or entry.cancel_reason is None:
                     raise
                 task.uncancel()
+                await self._settle_events(job, entry.cancel_reason)
                 await self._cancelled(job, entry.cancel_reason, time.monotonic() - started)
                 return
             entry.ended = True
+            await self._settle_events(job, None)
             await self._store(job, result, time.monotonic() - started)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("job %s: could not store its outcome", job.id)
+
+    async def _settle_events(self, job: ClaimedJob, cancel_reason: str | None) -> None:
+        """What the job emitted goes to its stream before its outcome (and end event) does; a
+        job whose lease was lost writes nothing more."""
+        if self.events.has_events(job):
+            if cancel_reason == "lost":
+                self.events.discard(job)
+            else:
+                await self.events.settle(job)
 
     def _refusal(self, job: ClaimedJob) -> Result | None:
         """Why the job must not run at all, before anything of it is decoded: fields no producer
@@ -208,8 +222,10 @@ class JobHandler:
             message = f"no tries left: the worker running try {job.tries - 1} of {max_tries} died"
             return Result(Outcome.FAILED, error=ErrorInfo("WorkerLost", message), final=True)
         limits = self._cost_limits.get(job.function)
-        channel: JobChannel = (
-            CostChannel(self.store, self.call, job, limits) if limits else _NO_COST_LIMITS
+        channel: JobChannel = JobEvents(
+            self.events,
+            job,
+            CostChannel(self.store, self.call, job, limits) if limits else _NO_COST_LIMITS,
         )
         return await self.runner.run(
             job,

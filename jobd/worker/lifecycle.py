@@ -29,6 +29,7 @@ from jobd.serializer import JsonSerializer
 from jobd.signing import key_bytes
 from jobd.worker.blocking import BlockWatch
 from jobd.worker.context import WorkerContext
+from jobd.worker.events import EventWriter
 from jobd.worker.fetcher import Fetcher
 from jobd.worker.finisher import Finisher
 from jobd.worker.functions import RegisteredFunction
@@ -146,11 +147,13 @@ class Worker:
             state=state if state is not None else {},
         )
         self.finisher = Finisher(self.store, self.call)
+        self.events = EventWriter.for_worker(self.redis, settings, self.call, self.metrics)
         self.handler = JobHandler(
             context,
             runner=runner,
             finisher=self.finisher,
             functions=self.functions,
+            events=self.events,
             signing_key=signing_key,
         )
         self.monitor = Monitor(context)
@@ -226,6 +229,7 @@ class Worker:
                     group.create_task(self.monitor.refresh_queue_figures()),
                     group.create_task(self.notifier.watchdog()),
                     group.create_task(self.scheduler.run()),
+                    group.create_task(self.events.run()),
                     *(
                         group.create_task(self.fetcher.waker(q))
                         for q in worker.queues

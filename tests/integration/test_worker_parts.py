@@ -17,6 +17,7 @@ from jobd.ops.metrics import Metrics
 from jobd.redis.connect import open_async
 from jobd.serializer import JsonSerializer
 from jobd.worker.context import WorkerContext
+from jobd.worker.events import EventWriter
 from jobd.worker.fetcher import Fetcher
 from jobd.worker.finisher import Finisher
 from jobd.worker.functions import build_registry
@@ -72,7 +73,11 @@ async def parts_for(settings: Settings, worker_id: str = "host:1:parts") -> Asyn
             state={},
         )
         handler = JobHandler(
-            context, runner=runner, finisher=Finisher(store, call), functions=functions
+            context,
+            runner=runner,
+            finisher=Finisher(store, call),
+            functions=functions,
+            events=EventWriter.for_worker(redis, settings, call, metrics),
         )
         try:
             yield Parts(context, handler)

@@ -284,3 +284,51 @@ local function release_slots(slots, job_key, id, queued_key, wake_key)
     free_slot(base, id, queued_key, wake_key)
   end
 end
+
+-- Job events (docs/events.md) -----------------------------------------------------------------
+-- A job's events are a STREAM beside its hash (<prefix>:{<queue>}:events:<id>), with ids 0-1,
+-- 0-2 ... in order: field e (the event's name), t (ms), d (its data as JSON). The stream is on once
+-- the job emitted or a client followed it: its hash's 'ev' field then counts the events written
+-- (false while off), and the scripts that move the job add its lifecycle events. A job nobody
+-- follows and that emits nothing thus costs one field read here, no stream.
+
+-- The event stream of the job with hash `job_key` (its prefix ends in 'job:') and id `id`.
+local function events_key(job_key, id)
+  return string.sub(job_key, 1, #job_key - #id - 4) .. 'events:' .. id
+end
+
+-- Append lifecycle event `name` with `data` (a table; nil: none) when the job's stream is on
+-- (`ev`: its 'ev' field). Returns the new count, or false when the stream is off.
+local function job_event(job_key, id, ev, name, data, now)
+  if not ev then return false end
+  local n = tonumber(ev) + 1
+  local fields = {'e', name, 't', now}
+  if data then
+    fields[5] = 'd'
+    fields[6] = cjson.encode(data)
+  end
+  redis.call('XADD', events_key(job_key, id), '0-' .. n, unpack(fields))
+  redis.call('HSET', job_key, 'ev', n)
+  return n
+end
+
+-- The data of a 'failed' or 'retrying' event from an error JSON {type, message, traceback}: no
+-- traceback (followers show output, not stacks).
+local function error_event(try, error_json, delay_ms)
+  local ok, error = pcall(cjson.decode, error_json or '')
+  local data = {try = tonumber(try)}
+  if ok and type(error) == 'table' then
+    data.error = error.type
+    data.message = error.message
+  end
+  if delay_ms then data.delay = delay_ms / 1000 end
+  return data
+end
+
+-- An ended job's stream lives as long as its record: `keep_ms` (a minute when the record goes at
+-- once, so that followers read the end); a dead letter's stays with it, without a TTL.
+local function keep_events(job_key, id, ev, keep_ms)
+  if ev then
+    redis.call('PEXPIRE', events_key(job_key, id), keep_ms > 0 and keep_ms or 60000)
+  end
+end

@@ -4,9 +4,10 @@
 -- Replay-safe: aborting an aborted job reports 'aborted' again and changes nothing.
 -- KEYS[1] job hash  KEYS[2] queued  KEYS[3] scheduled  KEYS[4] done list
 -- ARGV[1] id  ARGV[2] pub/sub channel of the queue's abort requests  ARGV[3] keep ms
+-- A waiting job whose event stream is on gets its 'aborted' event there.
 -- Returns 'aborted' (will not run), 'requested' (running; its worker will cancel it), or the status of a
 -- job that already ended ('succeeded', 'failed'), or 'not_found'
-local state = redis.call('HMGET', KEYS[1], 'status', 'held', 'group')
+local state = redis.call('HMGET', KEYS[1], 'status', 'held', 'group', 'ev')
 local status = state[1]
 if not status then return 'not_found' end
 if status == 'queued' or status == 'scheduled' then
@@ -26,7 +27,10 @@ if status == 'queued' or status == 'scheduled' then
       if redis.call('EXISTS', group_key) == 0 then redis.call('ZREM', base .. 'turns', state[3]) end
     end
   end
-  redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now_ms())
+  local now = now_ms()
+  redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now)
+  job_event(KEYS[1], ARGV[1], state[4], 'aborted', nil, now)
+  keep_events(KEYS[1], ARGV[1], state[4], tonumber(ARGV[3]))
   notify_done(KEYS[1], KEYS[4], tonumber(ARGV[3]))
   keep_for(KEYS[1], tonumber(ARGV[3]))
   return 'aborted'

@@ -31,6 +31,8 @@
 -- limit, ...}, {started after a limit held them: limit, ms held, ...}, job, job, ...} with each
 -- job = {id, function, payload, tries, lost, max_tries, timeout, enqueued_at, priority, due_at,
 -- signature}.
+-- A job whose event stream is on (docs/events.md) gets its 'started' event there (or 'failed'
+-- when dead-lettered here); an expired job's stream goes with it.
 local worker, nonce = ARGV[1], ARGV[2]
 local token = worker .. ':' .. nonce
 local now = now_ms()
@@ -89,6 +91,9 @@ local function dead_letter(job_key, id, fn, error_type, message, reason)
   redis.call('HSET', job_key, 'status', 'failed', 'finished_at', now, 'error',
     cjson.encode({type = error_type, message = message}))
   redis.call('ZADD', KEYS[9], now, id)
+  local counts = redis.call('HMGET', job_key, 'ev', 'tries')
+  job_event(job_key, id, counts[1], 'failed',
+    {try = tonumber(counts[2]), error = error_type, message = message}, now)
   table.insert(reply_dead, id)
   table.insert(reply_dead, fn or '')
   table.insert(reply_dead, reason)
@@ -303,7 +308,7 @@ while #claimed_ids < wanted and rounds < 10 do
   for i = 1, #popped, 2 do
     local id = popped[i]
     local job_key = job_prefix .. id
-    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function', 'tries')
+    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function', 'tries', 'ev')
     local expires_at = tonumber(state[2])
     local invalid = state[1] and invalid_job(id, state[4])
     if state[1] == false then
@@ -315,6 +320,7 @@ while #claimed_ids < wanted and rounds < 10 do
       -- not waiting any more (aborted while it was held back by a limit): nothing to run
     elseif expires_at and expires_at <= now then
       redis.call('DEL', job_key)
+      if state[5] then redis.call('DEL', events_key(job_key, id)) end
       table.insert(reply[4], id)
       table.insert(reply[4], state[3] or '')
     elseif redis.call('HSTRLEN', job_key, 'payload') > max_bytes then
@@ -324,9 +330,10 @@ while #claimed_ids < wanted and rounds < 10 do
     elseif spec and not admit(job_key, id, state[3], popped[i + 1]) then
       -- held back by a limit, or dead-lettered: it did not start
     else
-      redis.call('HINCRBY', job_key, 'tries', 1)
+      local tries = redis.call('HINCRBY', job_key, 'tries', 1)
       redis.call('HSET', job_key, 'status', 'running', 'started_at', now, 'token', token,
         'worker', worker)
+      job_event(job_key, id, state[5], 'started', {try = tries}, now)
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('SADD', KEYS[5], id)
       claimed_ids[#claimed_ids + 1] = id

@@ -1,5 +1,5 @@
 -- dead_purge.lua: delete dead-lettered jobs of one queue for good, for an operator (jobd dead purge):
--- the job hash, its done list and its member of the dead set.
+-- the job hash, its done list, its event stream and its member of the dead set.
 -- Atomic so that a job is never left half deleted, and a job that is no longer a dead letter (retried
 -- meanwhile and queued or running again) is never deleted. Replay-safe: an id no longer in the dead set
 -- is skipped and reported; an id in the dead set whose hash is gone or is no longer a failed job only
@@ -14,7 +14,7 @@ for _, id in ipairs(ARGV) do
   if not take_dead(KEYS[1], job_key, id) then
     skipped[#skipped + 1] = id
   else
-    redis.call('DEL', job_key, KEYS[3] .. id)
+    redis.call('DEL', job_key, KEYS[3] .. id, events_key(job_key, id))
     purged[#purged + 1] = id
   end
 end

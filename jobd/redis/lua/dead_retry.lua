@@ -9,6 +9,8 @@
 -- KEYS[4] job hash prefix  KEYS[5] done list prefix (ids are ARGV values; same hash tag)
 -- ARGV[1..] job ids (a bounded batch per call, e.g. 500)
 -- Returns {{retried ids}, {skipped ids}}
+-- A job whose event stream is on gets a 'retrying' event there: its followers go on past its
+-- 'failed' event to the new tries.
 local now = now_ms()
 local retried, skipped = {}, {}
 for _, id in ipairs(ARGV) do
@@ -17,6 +19,9 @@ for _, id in ipairs(ARGV) do
     skipped[#skipped + 1] = id
   else
     redis.call('PERSIST', job_key)
+    job_event(job_key, id, redis.call('HGET', job_key, 'ev'), 'retrying',
+      {try = 0, error = 'DeadLetterRetried', message = 'retried from the dead letters', delay = 0},
+      now)
     redis.call('HSET', job_key, 'tries', 0, 'lost', 0, 'due_at', now)
     redis.call('HDEL', job_key, 'finished_at', 'expires_at', 'token', 'worker', 'abort', 'waiters')
     -- A stale done marker would make a new result() wait return at once, over and over.

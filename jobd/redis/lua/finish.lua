@@ -11,12 +11,13 @@
 -- ARGV[1] JSON array; per job [id, token, status, field ('result' or 'error'), value, keep ms,
 -- dead-letter (1 keeps the job in the dead set without a TTL, 0 keeps it keep ms)]
 -- Returns per job: 'ok', 'stale' (token mismatch, nothing changed) or 'replayed'
+-- A job whose event stream is on gets its end event (the status) there, in the same step.
 local now = now_ms()
 local reply = {}
 for _, item in ipairs(cjson.decode(ARGV[1])) do
   local id, token, status = item[1], item[2], item[3]
   local job_key = KEYS[4] .. id
-  local state = redis.call('HMGET', job_key, 'status', 'token', 'slots')
+  local state = redis.call('HMGET', job_key, 'status', 'token', 'slots', 'ev', 'tries')
   if state[2] ~= token then
     reply[#reply + 1] = 'stale'
   elseif state[1] ~= 'running' then
@@ -28,6 +29,12 @@ for _, item in ipairs(cjson.decode(ARGV[1])) do
     redis.call('SREM', KEYS[3], id)
     release_slots(state[3], job_key, id, KEYS[6], KEYS[7])
     local keep_ms = tonumber(item[6])
+    if state[4] then
+      local data = {try = tonumber(state[5])}
+      if status == 'failed' then data = error_event(state[5], item[5]) end
+      job_event(job_key, id, state[4], status, data, now)
+      if item[7] ~= 1 then keep_events(job_key, id, true, keep_ms) end
+    end
     notify_done(job_key, KEYS[5] .. id, keep_ms)
     if item[7] == 1 then
       redis.call('ZADD', KEYS[2], now, id)

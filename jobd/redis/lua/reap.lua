@@ -15,6 +15,7 @@
 -- ARGV[1] lease ms  ARGV[2] activity gap ms  ARGV[3] max_lost  ARGV[4] max workers per call
 -- ARGV[5] keep ms for jobs aborted while their worker was dead
 -- Returns {{requeued ids}, {dead-lettered: id, function, id, function ...}, {reaped worker ids}}
+-- A job whose event stream is on gets an 'aborted', 'failed' or 'retrying' event there.
 local now = now_ms()
 local lease = tonumber(ARGV[1])
 local since = touch_activity(KEYS[2], now, tonumber(ARGV[2]))
@@ -29,7 +30,8 @@ for _, worker in ipairs(workers) do
   local prefix = worker .. ':'
   for _, id in ipairs(redis.call('SMEMBERS', owned_key)) do
     local job_key = KEYS[7] .. id
-    local state = redis.call('HMGET', job_key, 'status', 'token', 'abort', 'function', 'slots')
+    local state = redis.call('HMGET', job_key, 'status', 'token', 'abort', 'function', 'slots',
+      'ev', 'tries')
     if state[1] == 'running' and state[2] and string.sub(state[2], 1, #prefix) == prefix then
       local lost = redis.call('HINCRBY', job_key, 'lost', 1)
       redis.call('ZREM', KEYS[4], id)
@@ -37,16 +39,23 @@ for _, worker in ipairs(workers) do
       release_slots(state[5], job_key, id, KEYS[3], KEYS[6])
       if state[3] then
         redis.call('HSET', job_key, 'status', 'aborted', 'finished_at', now)
+        job_event(job_key, id, state[6], 'aborted', {try = tonumber(state[7])}, now)
+        keep_events(job_key, id, state[6], tonumber(ARGV[5]))
         keep_for(job_key, tonumber(ARGV[5]))
       elseif lost >= max_lost then
+        local error = {type = 'WorkerLost', message = 'worker died ' .. lost
+          .. ' times while running this job (max_lost = ' .. max_lost .. ')'}
         redis.call('HSET', job_key, 'status', 'failed', 'finished_at', now, 'error',
-          cjson.encode({type = 'WorkerLost',
-            message = 'worker died ' .. lost .. ' times while running this job (max_lost = '
-              .. max_lost .. ')'}))
+          cjson.encode(error))
+        job_event(job_key, id, state[6], 'failed',
+          {try = tonumber(state[7]), error = error.type, message = error.message}, now)
         redis.call('ZADD', KEYS[5], now, id)
         dead[#dead + 1] = id
         dead[#dead + 1] = state[4] or ''
       else
+        job_event(job_key, id, state[6], 'retrying', {try = tonumber(state[7]),
+          error = 'WorkerLost', message = 'its worker stopped heartbeating; it runs again',
+          delay = 0}, now)
         requeued[#requeued + 1] = id
       end
     end

@@ -9,10 +9,11 @@
 -- ARGV[6..] pairs: limit name, per group (0/1); the first holds the job. None: the job waits in
 -- 'scheduled' for the pause instead.
 -- Returns {'ok' | 'dead' | 'stale' | 'replayed', until ms}
+-- A job whose event stream is on gets a 'retrying' event there ('failed' when dead-lettered).
 local now = now_ms()
 local id = ARGV[1]
 local state = redis.call('HMGET', KEYS[1], 'status', 'token', 'slots', 'throttled_since',
-  'priority', 'seq', 'group')
+  'priority', 'seq', 'group', 'ev', 'tries')
 if state[2] ~= ARGV[2] then return {'stale', 0} end
 if state[1] ~= 'running' then return {'replayed', 0} end
 redis.call('ZREM', KEYS[2], id)
@@ -23,10 +24,12 @@ local since = tonumber(state[4]) or now
 if now - since >= tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error', ARGV[5])
   redis.call('ZADD', KEYS[7], now, id)
+  job_event(KEYS[1], id, state[8], 'failed', error_event(state[9], ARGV[5]), now)
   return {'dead', 0}
 end
 local pause = tonumber(ARGV[3])
 local until_ms = now + pause
+job_event(KEYS[1], id, state[8], 'retrying', error_event(state[9], ARGV[5], pause), now)
 redis.call('HINCRBY', KEYS[1], 'tries', -1)
 redis.call('HSET', KEYS[1], 'throttled_since', since, 'error', ARGV[5])
 if #ARGV < 6 then
