@@ -52,6 +52,51 @@ async def context() -> dict[str, Any]:
     }
 
 
+async def stream_tokens(
+    count: int, fail_on_try: int = 0, gate: str | None = None, pause: float = 0.0
+) -> int:
+    """Emit `count` "token" events (and a progress report half way); with `gate`, wait after the
+    first token until the ledger list `gate` gets an item (on the first try only)."""
+    job = jobd.current_job()
+    for i in range(count):
+        await job.emit("token", {"i": i, "try": job.try_number})
+        if i == count // 2:
+            await job.progress(0.5, "half way")
+        if gate is not None and i == 0 and job.try_number == 1:
+            await _wait_for(gate)
+        if pause:
+            await asyncio.sleep(pause)
+    if job.try_number == fail_on_try:
+        raise RuntimeError(f"failing try {job.try_number}")
+    return count
+
+
+async def _wait_for(gate: str, seconds: int = 60) -> None:
+    """Until the ledger list `gate` gets an item (short BLPOPs: below the socket timeout)."""
+    for _ in range(seconds):
+        if await asyncio.to_thread(_ledger().blpop, [gate], 1):
+            return
+
+
+async def emit_problems() -> list[str]:
+    """What emit and progress refuse, as "Type: message" lines."""
+    job = jobd.current_job()
+    calls = [
+        lambda: job.emit("started"),
+        lambda: job.emit("two words"),
+        lambda: job.emit("big", "x" * 100_000),
+        lambda: job.emit("odd", {"set": {1, 2}}),
+        lambda: job.progress(1.5),
+    ]
+    problems = []
+    for call in calls:
+        try:
+            await call()
+        except Exception as error:  # noqa: BLE001 - reported to the test
+            problems.append(f"{type(error).__name__}: {error}")
+    return problems
+
+
 async def record(key: str) -> str:
     _record("start", key)
     _record("end", key)

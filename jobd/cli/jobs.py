@@ -1,5 +1,5 @@
-"""`jobd enqueue`, `jobd job show` and `jobd job abort`: one job at a time, through the producer
-client (`jobd.client.sync_client`)."""
+"""`jobd enqueue`, `jobd job show`, `jobd job follow` and `jobd job abort`: one job at a time,
+through the producer client (`jobd.client.sync_client`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from jobd.cli.shared import (
 from jobd.client.sync_client import SyncClient, SyncJob
 from jobd.config.durations import parse_duration
 from jobd.config.settings import Settings
-from jobd.errors import JobAborted, JobFailed, JobNotFound
+from jobd.errors import InvalidJobOption, JobAborted, JobFailed, JobNotFound
+from jobd.events import JobEvent, Progress
 from jobd.model import JobInfo, JobStatus, check_job_id
 from jobd.redis.keys import QueueKeys
 
@@ -191,6 +192,7 @@ def describe(info: JobInfo, settings: Settings, now_ms: int) -> str:
         *([("group", info.group)] if info.group else []),
         *([("cost", str(info.cost))] if info.cost != 1 else []),
         *([("held by", f"limit {info.held_by}: waits for it, uncharged")] if info.held_by else []),
+        *([("progress", progress_text(info.progress))] if info.progress else []),
         ("tries", f"{info.tries} of {max_tries}"),
         ("lost", f"{info.lost} (tries whose worker died)"),
         ("args", json.dumps(list(info.args), ensure_ascii=False)),
@@ -212,6 +214,52 @@ def describe(info: JobInfo, settings: Settings, now_ms: int) -> str:
         out.append("traceback:")
         out.extend("  " + line for line in info.error.traceback.rstrip().splitlines())
     return "\n".join(out)
+
+
+def follow(
+    settings: Settings,
+    job_id: str,
+    *,
+    restrict: Sequence[str] | None,
+    after: str | None,
+    as_json: bool,
+) -> int:
+    """`jobd job follow`: print the job's events until its end; exit 0 if it succeeded."""
+    last: JobEvent | None = None
+    with connect(settings, blocking=True) as client:
+        queue = find_job(client, settings, job_id, restrict)
+        try:
+            for event in client.job(job_id, queue=queue).events(after=after):
+                print(event_line(event, as_json), flush=True)
+                last = event
+        except InvalidJobOption as error:
+            raise UsageError(f"--after: {error}") from None
+        except JobNotFound as error:
+            raise CommandFailed(str(error)) from None
+        if last is None:  # resumed after the end event: the job's status tells its outcome
+            status = client.job(job_id, queue=queue).status()
+            succeeded = status == JobStatus.SUCCEEDED
+            what = str(status)
+        else:
+            succeeded = last.event == "succeeded"
+            what = last.event
+    if not succeeded:
+        raise CommandFailed(f"job {job_id} {what}")
+    return 0
+
+
+def event_line(event: JobEvent, as_json: bool) -> str:
+    """One event as `jobd job follow` prints it: time, name and JSON data, or one JSON object."""
+    if as_json:
+        document = {**dataclasses.asdict(event), "time": event.time.isoformat()}
+        return json.dumps(document, ensure_ascii=False)
+    data = "" if event.data is None else "  " + json.dumps(event.data, ensure_ascii=False)
+    return f"{event.id}  {event.time.strftime('%H:%M:%S.%f')[:-3]}  {event.event}{data}"
+
+
+def progress_text(progress: Progress) -> str:
+    message = f": {progress.message}" if progress.message else ""
+    return f"{progress.fraction:.0%}{message}"
 
 
 def abort(settings: Settings, job_id: str, *, restrict: Sequence[str] | None) -> int:

@@ -29,6 +29,7 @@ examples:
   jobd status                          jobs per queue and state, live workers (JOBD_CONFIG set)
   jobd enqueue send_email '["a@example.com"]' --kwargs '{"subject": "Hi"}' --wait 30s
   jobd job show JOB_ID                 everything stored about one job
+  jobd job follow JOB_ID               its events (progress, output) as they come, until it ends
   jobd dead list                       failed jobs, newest first; `dead retry|purge` act on them
   jobd config init                     write a commented jobs.toml to start from
 
@@ -133,6 +134,15 @@ def _job_show(arguments: argparse.Namespace, settings: Settings) -> int:
     from jobd.cli import jobs
 
     return jobs.show(settings, arguments.job_id, restrict=arguments.queues, as_json=arguments.json)
+
+
+def _job_follow(arguments: argparse.Namespace, settings: Settings) -> int:
+    from jobd.cli import jobs
+
+    return jobs.follow(
+        settings, arguments.job_id, restrict=arguments.queues, after=arguments.after,
+        as_json=arguments.json,
+    )  # fmt: skip
 
 
 def _job_abort(arguments: argparse.Namespace, settings: Settings) -> int:
@@ -308,8 +318,9 @@ def _enqueue_parser(commands: Any) -> None:
 def _job_parsers(commands: Any) -> None:
     job = commands.add_parser(
         "job",
-        help="show or abort one job",
-        description="Look at one job (`show`) or stop it (`abort`).",
+        help="show, follow or abort one job",
+        description="Look at one job (`show`), read its events as they come (`follow`) or stop "
+        "it (`abort`).",
     )
     actions = job.add_subparsers(dest="job_command", metavar="ACTION", required=True)
     show = _operator(
@@ -324,6 +335,25 @@ def _job_parsers(commands: Any) -> None:
     show.add_argument("job_id", metavar="ID", help="the job's id")
     _queue_option(show)
     _json_option(show, "the job")
+    follow = _operator(
+        actions,
+        "follow",
+        _job_follow,
+        help="print a job's events as they come, until it ends",
+        description="Print the events of a job as it emits them (jobd.current_job().emit and "
+        ".progress) with the worker's lifecycle events (started, retrying, and the end: "
+        "succeeded, failed or aborted), from the start of its stream or after --after. Ends "
+        "with the job: exit 0 if it succeeded, 1 if it failed or was aborted (or is not "
+        "found). An ended job's events are replayed while its result is kept.",
+    )
+    follow.add_argument("job_id", metavar="ID", help="the job's id")
+    follow.add_argument(
+        "--after", metavar="EVENT_ID", help="start after this event id (resume where you left)"
+    )
+    _queue_option(follow)
+    follow.add_argument(
+        "--json", action="store_true", help="print each event as one line of JSON instead of text"
+    )
     abort = _operator(
         actions,
         "abort",

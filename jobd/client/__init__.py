@@ -9,6 +9,7 @@ Needs only `redis`: nothing here loads the worker, the daemon or their dependenc
     sync_client.py    SyncClient, SyncJob: the same for synchronous code
     producer.py       what both share: option checks, the serializer, reading jobs.toml
     operations.py     the producer operations written once, without I/O (sans-IO generators)
+    events.py         job.events() and job.sse(): reading a job's event stream
     limits.py         Client.limit: a fleet-wide limit's budget outside jobs
 """
 
@@ -29,6 +30,7 @@ from jobd.errors import (
     SerializationError,
     UnknownFunction,
 )
+from jobd.events import JobEvent, Progress
 from jobd.model import JobInfo, JobStatus
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "InvalidJobOption",
     "Job",
     "JobAborted",
+    "JobEvent",
     "JobFailed",
     "JobInfo",
     "JobNotFound",
@@ -43,6 +46,7 @@ __all__ = [
     "JobdError",
     "NotReplicated",
     "PayloadTooLarge",
+    "Progress",
     "RedisAuthError",
     "RedisFull",
     "RedisTLSError",

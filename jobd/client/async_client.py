@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import redis.asyncio
 
+from jobd.client.events import KEEPALIVE_SECONDS, sse_message
 from jobd.client.limits import LimitHold
-from jobd.client.operations import Operation, Pause, ScriptCall
+from jobd.client.operations import Command, Deliver, Operation, Pause, Request, ScriptCall
 from jobd.client.producer import Call, Handle, Producer, options_from_config
+from jobd.events import JobEvent
 from jobd.model import JobInfo, JobStatus
 from jobd.redis.connect import connection_options, open_async
 from jobd.redis.scripts import run_async, run_async_replicated
@@ -78,26 +80,50 @@ class Client(Producer):
             request = next(operation)
             while True:
                 try:
-                    if isinstance(request, ScriptCall) and request.durable and self.wait_replicas:
-                        reply = await run_async_replicated(
-                            self.redis, request.name, request.keys, request.args,
-                            self.wait_replicas, self.replica_timeout_ms,
-                        )  # fmt: skip
-                    elif isinstance(request, ScriptCall):
-                        reply = await run_async(
-                            self.redis, request.name, request.keys, request.args
-                        )
-                    elif isinstance(request, Pause):
-                        await asyncio.sleep(request.seconds)
-                        reply = None
-                    else:
-                        reply = await self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
+                    reply = await self._perform(request)
                 except Exception as error:  # noqa: BLE001 - re-raised, translated
                     request = operation.throw(self.translate(error))
                 else:
                     request = operation.send(reply)
         except StopIteration as stop:
             return stop.value
+
+    async def stream(self, operation: Operation) -> AsyncIterator[Any]:
+        """Drive a streaming operation: yields what it delivers (jobd.client.events)."""
+        try:
+            request = next(operation)
+            while True:
+                if isinstance(request, Deliver):
+                    for item in request.items:
+                        yield item
+                    request = operation.send(None)
+                    continue
+                try:
+                    reply = await self._perform(request)
+                except Exception as error:  # noqa: BLE001 - re-raised, translated
+                    request = operation.throw(self.translate(error))
+                else:
+                    request = operation.send(reply)
+        except StopIteration:
+            return
+        finally:
+            operation.close()
+
+    async def _perform(self, request: Request) -> Any:
+        """Perform one request of an operation; its reply."""
+        if isinstance(request, ScriptCall) and request.durable and self.wait_replicas:
+            return await run_async_replicated(
+                self.redis, request.name, request.keys, request.args,
+                self.wait_replicas, self.replica_timeout_ms,
+            )  # fmt: skip
+        if isinstance(request, ScriptCall):
+            return await run_async(self.redis, request.name, request.keys, request.args)
+        if isinstance(request, Pause):
+            await asyncio.sleep(request.seconds)
+            return None
+        if isinstance(request, Command):
+            return await self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
+        raise TypeError(f"{type(request).__name__} is not a request Client.run performs")
 
     async def enqueue(
         self,
@@ -196,6 +222,29 @@ class Job(Handle):
         """
         return await self._producer.run(self._result(timeout))
 
+    def events(self, after: str | None = None) -> AsyncIterator[JobEvent]:
+        """`async for event in job.events():` the job's events in order (JobEvent: id, event,
+        data, time): from the start of its stream, or after the event id `after`; live as they
+        are emitted; ending after the job's end event ("succeeded", "failed" or "aborted").
+
+        The worker adds lifecycle events: "started" (data: try), "retrying" (try, error,
+        message, delay), and the end. Events dropped before they were read (the stream's cap)
+        come as one "dropped" event (data: count). JobNotFound if the job does not exist;
+        InvalidJobOption at once for an `after` that is not an event id."""
+        return self._producer.stream(self._follow(after, "after", None))
+
+    def sse(
+        self, last_event_id: str | None = None, *, keepalive: float = KEEPALIVE_SECONDS
+    ) -> AsyncIterator[bytes]:
+        """The job's events as a `text/event-stream` body (`id:`, `event:`, `data:` lines, JSON
+        data; a comment after `keepalive` quiet seconds), for Starlette's and FastAPI's
+        `StreamingResponse(job.sse(request.headers.get("last-event-id")),
+        media_type="text/event-stream")`: a browser's EventSource that reconnects sends the last
+        id it got and receives every later event once. See `events` for what comes and when
+        the stream ends."""
+        operation = self._follow(last_event_id, "last_event_id", keepalive)
+        return _sse(self._producer.stream(operation))
+
     async def abort(self, timeout: float = 2.0) -> bool:
         """Abort the job. True if it will not run, or if it was running and was cancelled within
         `timeout` seconds; False if it had already ended (or still runs after `timeout`)."""
@@ -203,4 +252,9 @@ class Job(Handle):
         return aborted
 
 
-__all__ = ["Client", "Job", "JobInfo", "JobStatus"]
+async def _sse(events: AsyncIterator[JobEvent | None]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield sse_message(event)
+
+
+__all__ = ["Client", "Job", "JobEvent", "JobInfo", "JobStatus"]

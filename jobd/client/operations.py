@@ -66,7 +66,14 @@ class Pause:
     seconds: float
 
 
-Request = ScriptCall | Command | Pause
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Hand `items` to the reader of a streaming operation (Client.stream); the reply is None."""
+
+    items: Sequence[Any]
+
+
+Request = ScriptCall | Command | Pause | Deliver
 Operation = Generator[Request, Any, Any]
 
 

@@ -13,10 +13,12 @@ from redis.exceptions import (
     OutOfMemoryError,
 )
 
+from jobd.client import events
 from jobd.client import operations as commands
 from jobd.client.operations import JobRef, Operation
 from jobd.config.settings import Durability, redact_url
 from jobd.errors import InvalidJobOption, RedisAuthError, RedisFull, RedisTLSError, RedisUnavailable
+from jobd.events import event_number
 from jobd.model import check_job_id
 from jobd.redis.auth import auth_message, is_auth_error, is_pool_exhausted
 from jobd.redis.connect import topology_kind
@@ -177,6 +179,14 @@ class Handle:
     def _result(self, timeout: float | None) -> Operation:
         producer = self._producer
         return commands.result(producer.key_prefix, self._ref, producer.serializer, timeout)
+
+    def _follow(self, after: str | None, what: str, keepalive: float | None) -> Operation:
+        """job.events() / job.sse(): checks `after` at once (InvalidJobOption naming `what`)."""
+        producer = self._producer
+        return events.follow(
+            producer.key_prefix, self._ref, producer.serializer, event_number(after, what),
+            keepalive,
+        )  # fmt: skip
 
     def _abort(self, timeout: float) -> Operation:
         return commands.abort(self._producer.key_prefix, self._ref, timeout)

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 import redis.retry
 
+from jobd.client.events import KEEPALIVE_SECONDS, sse_message
 from jobd.client.limits import SyncLimitHold
-from jobd.client.operations import Operation, Pause, ScriptCall
+from jobd.client.operations import Command, Deliver, Operation, Pause, Request, ScriptCall
 from jobd.client.producer import Call, Handle, Producer, options_from_config
+from jobd.events import JobEvent
 from jobd.model import JobInfo, JobStatus
 from jobd.redis.connect import RETRY_ATTEMPTS, connection_options, open_sync, retry_backoff
 from jobd.redis.scripts import run_sync, run_sync_replicated
@@ -71,24 +73,49 @@ class SyncClient(Producer):
             request = next(operation)
             while True:
                 try:
-                    if isinstance(request, ScriptCall) and request.durable and self.wait_replicas:
-                        reply = run_sync_replicated(
-                            self.redis, request.name, request.keys, request.args,
-                            self.wait_replicas, self.replica_timeout_ms,
-                        )  # fmt: skip
-                    elif isinstance(request, ScriptCall):
-                        reply = run_sync(self.redis, request.name, request.keys, request.args)
-                    elif isinstance(request, Pause):
-                        time.sleep(request.seconds)
-                        reply = None
-                    else:
-                        reply = self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
+                    reply = self._perform(request)
                 except Exception as error:  # noqa: BLE001 - re-raised, translated
                     request = operation.throw(self.translate(error))
                 else:
                     request = operation.send(reply)
         except StopIteration as stop:
             return stop.value
+
+    def stream(self, operation: Operation) -> Iterator[Any]:
+        """Drive a streaming operation: yields what it delivers (jobd.client.events)."""
+        try:
+            request = next(operation)
+            while True:
+                if isinstance(request, Deliver):
+                    yield from request.items
+                    request = operation.send(None)
+                    continue
+                try:
+                    reply = self._perform(request)
+                except Exception as error:  # noqa: BLE001 - re-raised, translated
+                    request = operation.throw(self.translate(error))
+                else:
+                    request = operation.send(reply)
+        except StopIteration:
+            return
+        finally:
+            operation.close()
+
+    def _perform(self, request: Request) -> Any:
+        """Perform one request of an operation; its reply."""
+        if isinstance(request, ScriptCall) and request.durable and self.wait_replicas:
+            return run_sync_replicated(
+                self.redis, request.name, request.keys, request.args,
+                self.wait_replicas, self.replica_timeout_ms,
+            )  # fmt: skip
+        if isinstance(request, ScriptCall):
+            return run_sync(self.redis, request.name, request.keys, request.args)
+        if isinstance(request, Pause):
+            time.sleep(request.seconds)
+            return None
+        if isinstance(request, Command):
+            return self.redis.execute_command(*request.args)  # type: ignore[no-untyped-call]
+        raise TypeError(f"{type(request).__name__} is not a request SyncClient.run performs")
 
     def enqueue(
         self,
@@ -178,6 +205,17 @@ class SyncJob(Handle):
 
     def result(self, timeout: float | None = None) -> Any:
         return self._producer.run(self._result(timeout))
+
+    def events(self, after: str | None = None) -> Iterator[JobEvent]:
+        """`for event in job.events():` as `Job.events`, blocking."""
+        return self._producer.stream(self._follow(after, "after", None))
+
+    def sse(
+        self, last_event_id: str | None = None, *, keepalive: float = KEEPALIVE_SECONDS
+    ) -> Iterator[bytes]:
+        """The `text/event-stream` body of `Job.sse`, for a WSGI app's streaming response."""
+        operation = self._follow(last_event_id, "last_event_id", keepalive)
+        return map(sse_message, self._producer.stream(operation))
 
     def abort(self, timeout: float = 2.0) -> bool:
         aborted: bool = self._producer.run(self._abort(timeout))

@@ -28,6 +28,8 @@ TEST_FUNCTIONS = (
     "sleep",
     "not_serializable",
     "block_loop",
+    "stream_tokens",
+    "emit_problems",
 )
 
 
@@ -41,6 +43,7 @@ def settings_for(
     hooks: dict[str, str] | None = None,
     cron: list[dict[str, Any]] | None = None,
     limits: dict[str, dict[str, Any]] | None = None,
+    events: dict[str, Any] | None = None,
 ) -> Settings:
     """Settings through the real loader, with short leases and fast retries for tests."""
     document: dict[str, Any] = {
@@ -64,6 +67,8 @@ def settings_for(
         document["cron"] = cron
     if limits:
         document["limits"] = limits
+    if events:
+        document["events"] = events
     return config.loads(tomli_w.dumps(document), source="test.toml")
 
 
