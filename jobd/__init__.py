@@ -13,6 +13,7 @@ from jobd.errors import (
     Retry,
     Throttled,
 )
+from jobd.events import JobEvent, Progress
 
 __version__ = "0.1.0"
 
@@ -20,8 +21,10 @@ __all__ = [
     "ConfigError",
     "JobAborted",
     "JobContext",
+    "JobEvent",
     "JobFailed",
     "JobdError",
+    "Progress",
     "Retry",
     "Throttled",
     "__version__",
