@@ -8,8 +8,9 @@ async with Client("redis://localhost:6379/0") as jobs:    # or Client.from_confi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,7 +89,7 @@ class Client(Producer):
         except StopIteration as stop:
             return stop.value
 
-    async def stream(self, operation: Operation) -> AsyncIterator[Any]:
+    async def stream(self, operation: Operation) -> AsyncGenerator[Any, None]:
         """Drive a streaming operation: yields what it delivers (jobd.client.events)."""
         try:
             request = next(operation)
@@ -222,7 +223,7 @@ class Job(Handle):
         """
         return await self._producer.run(self._result(timeout))
 
-    def events(self, after: str | None = None) -> AsyncIterator[JobEvent]:
+    def events(self, after: str | None = None) -> AsyncGenerator[JobEvent, None]:
         """`async for event in job.events():` the job's events in order (JobEvent: id, event,
         data, time): from the start of its stream, or after the event id `after`; live as they
         are emitted; ending after the job's end event ("succeeded", "failed" or "aborted").
@@ -235,7 +236,7 @@ class Job(Handle):
 
     def sse(
         self, last_event_id: str | None = None, *, keepalive: float = KEEPALIVE_SECONDS
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The job's events as a `text/event-stream` body (`id:`, `event:`, `data:` lines, JSON
         data; a comment after `keepalive` quiet seconds), for Starlette's and FastAPI's
         `StreamingResponse(job.sse(request.headers.get("last-event-id")),
@@ -252,9 +253,10 @@ class Job(Handle):
         return aborted
 
 
-async def _sse(events: AsyncIterator[JobEvent | None]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield sse_message(event)
+async def _sse(events: AsyncGenerator[JobEvent | None, None]) -> AsyncGenerator[bytes, None]:
+    async with contextlib.aclosing(events):
+        async for event in events:
+            yield sse_message(event)
 
 
 __all__ = ["Client", "Job", "JobEvent", "JobInfo", "JobStatus"]

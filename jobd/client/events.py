@@ -55,8 +55,9 @@ def follow(
     quiet_since = time.monotonic()
     # an ended job's stream is complete: read what is there, without waiting for more
     tail_check = status in ENDED
+    wait_ms = round(min(RESULT_BLOCK_SECONDS, keepalive or RESULT_BLOCK_SECONDS) * 1000)
     while True:
-        block = () if tail_check else ("BLOCK", round(RESULT_BLOCK_SECONDS * 1000))
+        block = () if tail_check else ("BLOCK", max(wait_ms, 1))
         reply = yield Command(
             ("XREAD", "COUNT", READ_COUNT, *block, "STREAMS", stream, f"0-{position}")
         )

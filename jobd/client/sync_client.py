@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,7 +81,7 @@ class SyncClient(Producer):
         except StopIteration as stop:
             return stop.value
 
-    def stream(self, operation: Operation) -> Iterator[Any]:
+    def stream(self, operation: Operation) -> Generator[Any, None, None]:
         """Drive a streaming operation: yields what it delivers (jobd.client.events)."""
         try:
             request = next(operation)
@@ -206,7 +206,7 @@ class SyncJob(Handle):
     def result(self, timeout: float | None = None) -> Any:
         return self._producer.run(self._result(timeout))
 
-    def events(self, after: str | None = None) -> Iterator[JobEvent]:
+    def events(self, after: str | None = None) -> Generator[JobEvent, None, None]:
         """`for event in job.events():` as `Job.events`, blocking."""
         return self._producer.stream(self._follow(after, "after", None))
 

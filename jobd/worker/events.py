@@ -154,15 +154,21 @@ class EventWriter:
     def has_events(self, job: ClaimedJob) -> bool:
         return (job.queue, job.id) in self._streams
 
-    async def settle(self, job: ClaimedJob) -> None:
+    async def settle(self, job: ClaimedJob, deadline: float | None = None) -> None:
         """Wait until what `job` emitted is written (or refused): called before its outcome is
-        stored, so that its end event comes after its own events."""
+        stored, so that its end event comes after its own events. At `deadline` (monotonic; a
+        drain that ran out of time) what is left unwritten is given up."""
         stream = self._streams.get((job.queue, job.id))
         if stream is None or stream.job is not job:
             return
         while (stream.count or stream.in_flight or stream.dropped) and not stream.stale:
             self._wake.set()
-            await self._flushed.wait()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self._flushed.wait(), remaining)
+            except TimeoutError:
+                logger.warning("job %s: events not written before the drain ended", job.id)
+                break
         self._forget(stream)
 
     def discard(self, job: ClaimedJob) -> None:

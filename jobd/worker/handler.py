@@ -186,7 +186,7 @@ class JobHandler:
             if cancel_reason == "lost":
                 self.events.discard(job)
             else:
-                await self.events.settle(job)
+                await self.events.settle(job, self.finisher.deadline)
 
     def _refusal(self, job: ClaimedJob) -> Result | None:
         """Why the job must not run at all, before anything of it is decoded: fields no producer

@@ -229,3 +229,11 @@ def test_the_sync_client_reads_the_same_events(
         body = b"".join(jobs.job(job_id).sse(last_event_id=events[3].id))
     assert body.startswith(b'id: 000000000005\nevent: token\ndata: {"i":2,"try":1}\n\n')
     assert body.endswith(b'event: succeeded\ndata: {"try":1}\n\n')
+
+
+async def test_a_quiet_sse_stream_sends_keep_alive_comments(client: Client) -> None:
+    job = await client.enqueue("echo", "no worker runs it yet")
+    body = job.sse(keepalive=0.1)
+    assert await anext(body) == b": keep-alive\n\n"
+    assert await anext(body) == b": keep-alive\n\n"
+    await body.aclose()
