@@ -53,9 +53,9 @@ class JobContext:
         as "started" or "progress") and JSON `data`.
 
         Returns at once: the worker writes what its jobs emitted in the same moment as one batch.
-        While Redis is slow it holds up to `events.buffer` events; when that is full, emit
-        waits up to a second for room, then drops the event, and readers of the stream are told
-        of the gap (docs/events.md). PayloadTooLarge when `data` encodes to more than
+        It holds up to `events.buffer` events; when that is full, emit waits for room, or once a
+        write has taken a second (Redis slow or away) drops the event, and readers of the stream
+        are told of the gap (docs/events.md). PayloadTooLarge when `data` encodes to more than
         `events.max_data_bytes`; SerializationError when it is not JSON."""
         check_event_name(event)
         await self._worker("emit").emit(event, data)

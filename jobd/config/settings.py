@@ -168,8 +168,8 @@ class EventsSettings:
     max_length: int = 10_000
     # largest encoded data of one event, bytes (emit raises PayloadTooLarge above it)
     max_data_bytes: int = 65_536
-    # events a worker holds for Redis while it is slow; when full, emit waits up to a second
-    # for room, then drops the event (readers are told of the gap)
+    # events a worker holds until it writes them; when full, emit waits for room, or drops the
+    # event once a write has taken a second (Redis slow or away; readers are told of the gap)
     buffer: int = 10_000
 
 

@@ -7,6 +7,7 @@ reader sees them before the end event. See docs/events.md."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,8 +26,9 @@ from jobd.worker.runner import ClaimedJob
 
 logger = logging.getLogger("jobd.events")
 
-FULL_WAIT = 1.0
-"""Seconds emit waits for room in a full buffer before it drops the event."""
+STALLED = 1.0
+"""A write in flight for this long means Redis is slow or away: with the buffer full, emit then
+drops instead of waiting for room."""
 
 
 @dataclass(slots=True, eq=False)
@@ -73,7 +75,8 @@ class EventWriter:
         self._buffered = 0
         self._wake = asyncio.Event()
         self._flushed = asyncio.Event()
-        self._overflowing = False
+        self._sending_since: float | None = None
+        """When the write in flight began (monotonic); None while none is."""
 
     @classmethod
     def for_worker(
@@ -106,19 +109,19 @@ class EventWriter:
         return self.serializer.dumps(data, what=f"data of event {event!r}").decode()
 
     async def add(self, job: ClaimedJob, event: str, data: str, *, progress: bool = False) -> None:
-        """Buffer an encoded event. With the buffer full (Redis slow or away) wait up to
-        FULL_WAIT for room, then drop the event, counted so that its id is skipped and readers
-        see the gap; while that lasts, further events are dropped at once."""
-        if self._buffered >= self.buffer:
-            if not self._overflowing:
-                await self._wait_for_room()
-            if self._buffered >= self.buffer:
-                self._overflowing = True
-                stream = self._stream(job)
-                stream.dropped += 1
+        """Buffer an encoded event. With the buffer full, wait for the writer to make room; but
+        once a write has been in flight for STALLED seconds (Redis slow or away), drop the event
+        instead, counted so that its id is skipped and readers see the gap."""
+        while self._buffered >= self.buffer:
+            stalled_for = self._stalled_for()
+            if stalled_for >= STALLED:
+                self._stream(job).dropped += 1
                 self.metrics.events_dropped.labels(job.queue).inc()
+                await asyncio.sleep(0)  # a job emitting in a loop still lets the loop run
                 return
-        self._overflowing = False
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flushed.wait(), STALLED - stalled_for)
         stream = self._stream(job)
         if stream.stale:
             return
@@ -129,6 +132,11 @@ class EventWriter:
         self._buffered += 1
         self._wake.set()
 
+    def _stalled_for(self) -> float:
+        """How long the write in flight has taken so far (0 when none is in flight)."""
+        since = self._sending_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def _stream(self, job: ClaimedJob) -> _Stream:
         key = (job.queue, job.id)
         stream = self._streams.get(key)
@@ -136,18 +144,6 @@ class EventWriter:
             keys = QueueKeys(self.prefix, job.queue)
             stream = self._streams[key] = _Stream(job, (keys.job(job.id), keys.events(job.id)))
         return stream
-
-    async def _wait_for_room(self) -> None:
-        deadline = time.monotonic() + FULL_WAIT
-        while self._buffered >= self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._wake.set()
-            try:
-                await asyncio.wait_for(self._flushed.wait(), remaining)
-            except TimeoutError:
-                return
 
     # -- the handler's side ------------------------------------------------------------------------
 
@@ -215,6 +211,7 @@ class EventWriter:
             )  # fmt: skip
             stream.in_flight, stream.count, stream.dropped = stream.count, 0, 0
             stream.pending, stream.progress = [], ""
+        self._sending_since = time.monotonic()
         try:
             replies = await self.call(
                 "write job events",
@@ -222,6 +219,7 @@ class EventWriter:
                 keep_trying=True,
             )
         finally:
+            self._sending_since = None
             for stream in batch:
                 self._buffered -= stream.in_flight
         for stream, reply in zip(batch, replies, strict=True):

@@ -237,3 +237,22 @@ async def test_a_quiet_sse_stream_sends_keep_alive_comments(client: Client) -> N
     assert await anext(body) == b": keep-alive\n\n"
     assert await anext(body) == b": keep-alive\n\n"
     await body.aclose()
+
+
+async def test_a_busy_worker_slows_its_emitters_down_and_drops_nothing(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    """Jobs emit far faster than a small buffer is written, on a healthy Redis: they wait for
+    room instead of losing events."""
+    settings = settings_for(redis_url, key_prefix, events={"buffer": 20})
+    jobs = [await client.enqueue("stream_tokens", 300) for _ in range(10)]
+    async with running_worker(settings) as worker:
+        for job in jobs:
+            assert await job.result(timeout=30) == 300
+        registry = worker.metrics.registry
+        dropped = registry.get_sample_value("jobd_events_dropped_total", {"queue": "default"})
+        written = registry.get_sample_value("jobd_events_written_total", {"queue": "default"})
+    assert (dropped or 0) == 0 and written == 10 * 301
+    for job in jobs:
+        events = await collect(job.events())
+        assert [e.data["i"] for e in events if e.event == "token"] == list(range(300))
