@@ -23,7 +23,7 @@ from jobd.client.operations import (
     Operation,
     ScriptCall,
 )
-from jobd.errors import JobNotFound, PayloadError
+from jobd.errors import InvalidJobOption, JobNotFound, PayloadError
 from jobd.events import DROPPED, JobEvent, event_id
 from jobd.redis.keys import QueueKeys
 from jobd.serializer import Serializer
@@ -48,9 +48,15 @@ def follow(
     With `keepalive`, deliver None after that many quiet seconds (for SSE comments)."""
     keys = QueueKeys(prefix, ref.queue)
     job_key, stream = keys.job(ref.id), keys.events(ref.id)
-    status = yield ScriptCall("follow", [job_key, stream], [ref.id])
-    if not status:
+    reply = yield ScriptCall("follow", [job_key, stream], [ref.id])
+    if not reply:
         raise JobNotFound(f"job {ref.id} not found in queue {ref.queue!r}")
+    status, newest = reply[0], int(reply[1])
+    if after > newest:
+        raise InvalidJobOption(
+            f"event {event_id(after)} is beyond the last event of job {ref.id} "
+            f"({event_id(newest) if newest else 'it has none yet'}): ids come from this job's events"
+        )
     position = after
     quiet_since = time.monotonic()
     # an ended job's stream is complete: read what is there, without waiting for more

@@ -61,8 +61,10 @@ async def test_a_reader_resumes_after_an_id_with_no_gap_and_no_duplicate(
     assert [e.data["i"] for e in combined if e.event == "token"] == list(range(30))
     assert [e.id for e in combined] == sorted({e.id for e in combined})
     assert rest[-1].event == "succeeded"
-    # resuming after the end event yields nothing and returns
+    # resuming after the end event yields nothing and returns; past it is an error, not a hang
     assert await collect(job.events(after=rest[-1].id)) == []
+    with pytest.raises(InvalidJobOption, match="beyond the last event"):
+        await collect(job.events(after=str(int(rest[-1].id) + 1)))
 
 
 async def test_an_ended_job_replays_its_whole_stream(
@@ -160,6 +162,9 @@ async def test_unknown_jobs_and_bad_ids_are_errors(client: Client) -> None:
         client.job("nope").events(after="abc")
     with pytest.raises(InvalidJobOption, match="last_event_id"):
         client.job("nope").sse("1-2-3")
+    queued = await client.enqueue("echo", "nobody runs it")
+    with pytest.raises(InvalidJobOption, match="beyond the last event of job"):
+        await collect(queued.events(after="000000000005"))
 
 
 async def test_many_events_emitted_at_once_are_written_as_one_batch(
