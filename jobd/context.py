@@ -19,6 +19,8 @@ class JobChannel(Protocol):
 
     async def progress(self, fraction: float, message: str | None) -> None: ...
 
+    async def parent_results(self) -> dict[str, Any]: ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobContext:
@@ -66,6 +68,13 @@ class JobContext:
         (`JobInfo.progress`, `jobd job show`)."""
         fraction, message = check_progress(fraction, message)
         await self._worker("progress").progress(fraction, message)
+
+    async def parent_results(self) -> dict[str, Any]:
+        """The results of this job's parents (enqueue(..., after=[...])), by parent id: a parent
+        that failed maps to a JobFailed and one aborted to a JobAborted (not raised; a job sees
+        them only with after_failure="run"). Parents keep their results until their dependants
+        have ended, whatever keep_result says. {} for a job without parents."""
+        return await self._worker("parent_results").parent_results()
 
     def _worker(self, what: str) -> JobChannel:
         if self.channel is None:

@@ -42,6 +42,8 @@ class JobStatus(StrEnum):
 
     SCHEDULED = "scheduled"
     """Deferred, or waiting for a retry."""
+    WAITING = "waiting"
+    """Waiting for its parents to end (enqueue(..., after=[...]))."""
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

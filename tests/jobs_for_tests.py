@@ -78,6 +78,18 @@ async def _wait_for(gate: str, seconds: int = 60) -> None:
             return
 
 
+async def parents_echo(arg: Any) -> dict[str, Any]:
+    """`arg` and what parent_results() gave, a failed parent as "JobFailed: type: message"."""
+    results = await jobd.current_job().parent_results()
+    shown = {
+        job_id: f"JobFailed: {value.error_type}: {value.message}"
+        if isinstance(value, jobd.JobFailed)
+        else value
+        for job_id, value in results.items()
+    }
+    return {"arg": arg, "parents": shown}
+
+
 async def emit_problems() -> list[str]:
     """What emit and progress refuse, as "Type: message" lines."""
     job = jobd.current_job()

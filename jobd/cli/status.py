@@ -36,6 +36,8 @@ class QueueState:
     queue: str
     queued: int
     scheduled: int
+    waiting: int
+    """Jobs waiting for their parents (enqueue(..., after=...))."""
     running: int
     dead: int
     oldest_seconds: float | None
@@ -54,8 +56,9 @@ def queue_states(
         pipe.zcard(keys.dead)
         pipe.zrange(keys.queued, 0, 0)
         pipe.get(keys.grouped)
+        pipe.zcard(keys.waiting)
     replies = pipe.execute()
-    counts = [replies[index : index + 6] for index in range(0, len(replies), 6)]
+    counts = [replies[index : index + 7] for index in range(0, len(replies), 7)]
     heads = {
         queue: text(reply[4][0]) for queue, reply in zip(queues, counts, strict=True) if reply[4]
     }
@@ -64,13 +67,16 @@ def queue_states(
         pipe.hget(QueueKeys(prefix, queue).job(head), "due_at")
     due = dict(zip(heads, pipe.execute(), strict=True)) if heads else {}
     states = []
-    for queue, (queued, scheduled, running, dead, _, grouped) in zip(queues, counts, strict=True):
+    for queue, (queued, scheduled, running, dead, _, grouped, waiting) in zip(
+        queues, counts, strict=True
+    ):
         due_ms = number(due.get(queue))
         states.append(
             QueueState(
                 queue=queue,
                 queued=int(queued) + int(grouped or 0),
                 scheduled=int(scheduled),
+                waiting=int(waiting),
                 running=int(running),
                 dead=int(dead),
                 oldest_seconds=None if due_ms is None else max(now_ms - due_ms, 0) / 1000,
@@ -103,12 +109,13 @@ def status(settings: Settings, *, restrict: Sequence[str] | None, as_json: bool)
         return 0
     print(
         table(
-            ["QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "DEAD", "OLDEST"],
+            ["QUEUE", "QUEUED", "SCHEDULED", "WAITING", "RUNNING", "DEAD", "OLDEST"],
             [
                 [
                     state.queue,
                     state.queued,
                     state.scheduled,
+                    state.waiting,
                     state.running,
                     state.dead,
                     format_age(state.oldest_seconds),

@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio
 
 from jobd.client.events import KEEPALIVE_SECONDS, sse_message
+from jobd.client.flows import Flow, HasRef
 from jobd.client.limits import LimitHold
 from jobd.client.operations import Command, Deliver, Operation, Pause, Request, ScriptCall
 from jobd.client.producer import Call, Handle, Producer, options_from_config
@@ -141,15 +142,22 @@ class Client(Producer):
         expires: float | timedelta | None = None,
         group: str | None = None,
         cost: int | None = None,
+        after: Iterable[HasRef | str] | None = None,
+        after_failure: str = "fail",
         strict: bool = False,
         **kwargs: Any,
     ) -> Job:
         """Store a job; returns once it is in Redis. With an existing `job_id`, nothing is created
-        and the handle of the existing job is returned (`job.created` is False)."""
+        and the handle of the existing job is returned (`job.created` is False).
+
+        `after=[job, ...]`: the job waits (JobStatus.WAITING) until every parent ended (handles of
+        any queue, or ids of jobs of its queue; InvalidJobOption for one that does not exist).
+        `after_failure="fail"` dead-letters it if a parent failed or was aborted; "run" runs it
+        anyway (docs/workflows.md)."""
         operation = self.enqueue_operation(
             [(function, args, kwargs)], [job_id], queue=queue, delay=delay, at=at,
             priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, group=group, cost=cost,
-            strict=strict,
+            strict=strict, after=after, after_failure=after_failure,
         )  # fmt: skip
         (ref,) = await self.run(operation)
         return Job(self, ref)
@@ -167,6 +175,8 @@ class Client(Producer):
         expires: float | timedelta | None = None,
         group: str | None = None,
         cost: int | None = None,
+        after: Iterable[HasRef | str] | None = None,
+        after_failure: str = "fail",
         strict: bool = False,
     ) -> list[Job]:
         """Store many `(function, args, kwargs)` calls of one queue in one round trip."""
@@ -176,7 +186,7 @@ class Client(Producer):
         operation = self.enqueue_operation(
             calls, queue=queue, delay=delay, at=at, priority=priority, max_tries=max_tries,
             timeout=timeout, expires=expires, group=group, cost=cost,
-            strict=strict,
+            strict=strict, after=after, after_failure=after_failure,
         )  # fmt: skip
         return [Job(self, ref) for ref in await self.run(operation)]
 
@@ -200,6 +210,13 @@ class Client(Producer):
     def job(self, job_id: str, *, queue: str | None = None) -> Job:
         """A handle to an existing job (no round trip)."""
         return Job(self, self.ref(job_id, queue))
+
+    def flow(self) -> AsyncFlow:
+        """`async with client.flow() as flow:` then `a = flow.enqueue(...)` and
+        `flow.enqueue(..., after=[a])`: a graph of jobs of any shape, stored when the block
+        ends, every job or none (an exception in the block stores nothing), and none starts
+        before all are stored."""
+        return AsyncFlow(self, Job)
 
 
 class Job(Handle):
@@ -251,6 +268,17 @@ class Job(Handle):
         `timeout` seconds; False if it had already ended (or still runs after `timeout`)."""
         aborted: bool = await self._producer.run(self._abort(timeout))
         return aborted
+
+
+class AsyncFlow(Flow):
+    """A graph of jobs stored when its `async with` block ends (see Client.flow)."""
+
+    async def __aenter__(self) -> AsyncFlow:
+        return self
+
+    async def __aexit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
+        if error_type is None and self._jobs:
+            self.stored(await self._producer.run(self.operation()))
 
 
 async def _sse(events: AsyncGenerator[JobEvent | None, None]) -> AsyncGenerator[bytes, None]:

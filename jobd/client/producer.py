@@ -13,7 +13,7 @@ from redis.exceptions import (
     OutOfMemoryError,
 )
 
-from jobd.client import events
+from jobd.client import events, flows
 from jobd.client import operations as commands
 from jobd.client.operations import JobRef, Operation
 from jobd.config.settings import Durability, redact_url
@@ -78,6 +78,8 @@ class Producer:
             raise InvalidJobOption(
                 'enqueue_durability = "replica" is not supported on Redis Cluster'
             )
+        self.cluster = topology_kind(url) == "cluster"
+        """Graphs of jobs must then keep to one queue (jobd.client.flows)."""
         self.wait_replicas = 1 if durability is Durability.REPLICA else 0
         """Replicas that must confirm an enqueue before it returns (WAIT)."""
         self.replica_timeout_ms = max(1, round(replica_timeout * 1000))
@@ -108,17 +110,54 @@ class Producer:
         strict: bool,
         group: str | None = None,
         cost: int | None = None,
+        after: Iterable[flows.HasRef | str] | None = None,
+        after_failure: str = "fail",
     ) -> Operation:
-        """Check the options and build the enqueue operation (nothing is sent yet)."""
+        """Check the options and build the enqueue operation (nothing is sent yet). With `after`,
+        the jobs wait for those parents (jobd.client.flows)."""
         options = commands.enqueue_options(
             queue=queue or self.default_queue, delay=delay, at=at, priority=priority,
             max_tries=max_tries, timeout=timeout, expires=expires, group=group, cost=cost,
         )  # fmt: skip
         normalized = [(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
+        if after is not None or after_failure != "fail":
+            return self._enqueue_after(
+                options, normalized, job_ids, after or (), after_failure, strict
+            )
         return commands.enqueue(
             self.key_prefix, options, normalized, self.serializer, job_ids=job_ids, strict=strict,
             signing_key=self._signing_key,
         )  # fmt: skip
+
+    @property
+    def signing_key(self) -> bytes | None:
+        return self._signing_key
+
+    def _enqueue_after(
+        self,
+        options: commands.EnqueueOptions,
+        calls: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]],
+        job_ids: Sequence[str | None] | None,
+        after: Iterable[flows.HasRef | str],
+        after_failure: str,
+        strict: bool,
+    ) -> Operation:
+        parents = flows.parent_edges(after, options.queue)
+        policy = flows.check_after_failure(after_failure)
+        jobs = [
+            flows.graph_job(
+                options, call, job_id, parents, policy, self.serializer, self._signing_key
+            )
+            for call, job_id in zip(calls, job_ids or [None] * len(calls), strict=True)
+        ]
+        if strict:
+            yield from commands.check_registered(
+                self.key_prefix, options.queue, {call[0] for call in calls}
+            )
+        refs: list[JobRef] = yield from flows.store_graph(
+            self.key_prefix, jobs, cluster=self.cluster
+        )
+        return refs
 
     def ref(self, job_id: str, queue: str | None) -> JobRef:
         return JobRef(check_job_id(job_id), commands.check_queue(queue or self.default_queue))

@@ -13,6 +13,7 @@ import redis
 import redis.retry
 
 from jobd.client.events import KEEPALIVE_SECONDS, sse_message
+from jobd.client.flows import Flow, HasRef
 from jobd.client.limits import SyncLimitHold
 from jobd.client.operations import Command, Deliver, Operation, Pause, Request, ScriptCall
 from jobd.client.producer import Call, Handle, Producer, options_from_config
@@ -132,6 +133,8 @@ class SyncClient(Producer):
         expires: float | timedelta | None = None,
         group: str | None = None,
         cost: int | None = None,
+        after: Iterable[HasRef | str] | None = None,
+        after_failure: str = "fail",
         strict: bool = False,
         **kwargs: Any,
     ) -> SyncJob:
@@ -139,7 +142,7 @@ class SyncClient(Producer):
         operation = self.enqueue_operation(
             [(function, args, kwargs)], [job_id], queue=queue, delay=delay, at=at,
             priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, group=group, cost=cost,
-            strict=strict,
+            strict=strict, after=after, after_failure=after_failure,
         )  # fmt: skip
         (ref,) = self.run(operation)
         return SyncJob(self, ref)
@@ -157,6 +160,8 @@ class SyncClient(Producer):
         expires: float | timedelta | None = None,
         group: str | None = None,
         cost: int | None = None,
+        after: Iterable[HasRef | str] | None = None,
+        after_failure: str = "fail",
         strict: bool = False,
     ) -> list[SyncJob]:
         """Store many calls in one round trip; see `jobd.client.Client.enqueue_many`."""
@@ -166,7 +171,7 @@ class SyncClient(Producer):
         operation = self.enqueue_operation(
             calls, queue=queue, delay=delay, at=at, priority=priority, max_tries=max_tries,
             timeout=timeout, expires=expires, group=group, cost=cost,
-            strict=strict,
+            strict=strict, after=after, after_failure=after_failure,
         )  # fmt: skip
         return [SyncJob(self, ref) for ref in self.run(operation)]
 
@@ -188,6 +193,11 @@ class SyncClient(Producer):
     def job(self, job_id: str, *, queue: str | None = None) -> SyncJob:
         """A handle to an existing job (no round trip)."""
         return SyncJob(self, self.ref(job_id, queue))
+
+    def flow(self) -> SyncFlow:
+        """`with client.flow() as flow:`: a graph of jobs stored when the block ends; see
+        `Client.flow`."""
+        return SyncFlow(self, SyncJob)
 
 
 class SyncJob(Handle):
@@ -220,3 +230,14 @@ class SyncJob(Handle):
     def abort(self, timeout: float = 2.0) -> bool:
         aborted: bool = self._producer.run(self._abort(timeout))
         return aborted
+
+
+class SyncFlow(Flow):
+    """A graph of jobs stored when its `with` block ends (see SyncClient.flow)."""
+
+    def __enter__(self) -> SyncFlow:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
+        if error_type is None and self._jobs:
+            self.stored(self._producer.run(self.operation()))

@@ -39,7 +39,7 @@ DEAD_REASONS = (
     "cost_above_limit",
 )
 """Values of the `reason` label of jobd_jobs_dead_lettered_total."""
-QUEUE_STATES = ("queued", "scheduled", "running", "dead")
+QUEUE_STATES = ("queued", "scheduled", "waiting", "running", "dead")
 
 DURATION_BUCKETS = (
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800,

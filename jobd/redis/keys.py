@@ -27,6 +27,12 @@ one Redis Cluster slot and each Lua script touches a single slot.
     <prefix>:{<queue>}:turns        ZSET  group -> its place in the queue: one entry per group with
                                           waiting jobs, so that groups are served in turn
     <prefix>:{<queue>}:grouped      STR   how many jobs wait in groups
+    <prefix>:{<queue>}:waiting      ZSET  job id -> when it began to wait: jobs waiting for parents
+    <prefix>:{<queue>}:waits:<id>   SET   the parents ("<queue> <id>") job <id> still waits for
+    <prefix>:{<queue>}:dependants:<id>  SET the children ("<queue> <id>") of job <id> that have not
+                                          ended yet: it keeps its result for them
+    <prefix>:{<queue>}:settled      LIST  ended jobs of workflows whose dependants a worker has yet
+                                          to tell (see jobd/redis/lua/_lib.lua, Workflows)
     <prefix>:{<queue>}:held         ZSET  key base of a limit with jobs held back -> when to look again
     <prefix>:{<queue>}:limit:<name>:[g:<group>:]<role>   the state of limit <name> (for one group
                                           of a per-group limit): running, starts, costs, spent,
@@ -139,6 +145,20 @@ class QueueKeys:
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+    @property
+    def waiting(self) -> str:
+        return self.base + "waiting"
+
+    @property
+    def settled(self) -> str:
+        return self.base + "settled"
+
+    def waits(self, job_id: str) -> str:
+        return self.base + "waits:" + job_id
+
+    def dependants(self, job_id: str) -> str:
+        return self.base + "dependants:" + job_id
 
     def events(self, job_id: str) -> str:
         return self.base + "events:" + job_id

@@ -26,9 +26,11 @@ SCRIPT_NAMES = (
     "cron",
     "dead_purge",
     "dead_retry",
+    "detach",
     "emit",
     "enqueue",
     "finish",
+    "flow",
     "follow",
     "observe",
     "promote",
@@ -36,16 +38,18 @@ SCRIPT_NAMES = (
     "release",
     "renew",
     "requeue",
+    "resolve",
     "retry",
     "set_cost",
+    "settled",
     "throttle",
 )
 
 
-ALLOW_OOM = frozenset(SCRIPT_NAMES) - {"enqueue", "cron", "acquire", "emit", "follow"}
+ALLOW_OOM = frozenset(SCRIPT_NAMES) - {"enqueue", "flow", "cron", "acquire", "emit", "follow"}
 """Scripts that Redis runs even at maxmemory (shebang flag allow-oom, Redis 7): they move jobs that
 exist (claim, heartbeats, finish, retry, reap ...), so that workers finish what Redis holds while
-producers are refused. `enqueue` and `cron` create jobs, `acquire` a producer's hold: at
+producers are refused. `enqueue`, `flow` and `cron` create jobs, `acquire` a producer's hold: at
 maxmemory Redis refuses them with OOM before they write anything. Found by tests/chaos F20:
 without the flag a full Redis also refused every heartbeat and finish, and the workers stalled.
 `emit` and `follow` add job events, refused at maxmemory too: the worker then drops the batch,

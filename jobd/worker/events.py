@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio
 
@@ -246,27 +246,3 @@ class EventWriter:
     def _signal_flushed(self) -> None:
         flushed, self._flushed = self._flushed, asyncio.Event()
         flushed.set()
-
-
-class CostSetter(Protocol):
-    async def set_cost(self, cost: int) -> None: ...
-
-
-class JobEvents:
-    """The worker's side of one running job's JobContext: its events and its cost."""
-
-    __slots__ = ("_cost", "_job", "_writer")
-
-    def __init__(self, writer: EventWriter, job: ClaimedJob, cost: CostSetter) -> None:
-        self._writer = writer
-        self._job = job
-        self._cost = cost
-
-    async def set_cost(self, cost: int) -> None:
-        await self._cost.set_cost(cost)
-
-    async def emit(self, event: str, data: Any) -> None:
-        await self._writer.emit(self._job, event, data)
-
-    async def progress(self, fraction: float, message: str | None) -> None:
-        await self._writer.progress(self._job, fraction, message)

@@ -23,11 +23,13 @@ from jobd.ops.logs import log_fast
 from jobd.ops.metrics import OUTCOMES
 from jobd.signing import signature_problem
 from jobd.worker.backoff import backoff_delay
+from jobd.worker.channel import WorkerChannel
 from jobd.worker.context import WorkerContext
 from jobd.worker.cron import JOB_ID_PREFIX as CRON_JOB_PREFIX
 from jobd.worker.cron import entry_of
-from jobd.worker.events import EventWriter, JobEvents
+from jobd.worker.events import EventWriter
 from jobd.worker.finisher import Finisher
+from jobd.worker.flows import Resolver
 from jobd.worker.functions import RegisteredFunction
 from jobd.worker.limits import CostChannel, NoCostLimits, cost_limits, pause_for
 from jobd.worker.runner import ClaimedJob, Outcome, Result, Runner
@@ -89,6 +91,7 @@ class JobHandler:
         finisher: Finisher,
         functions: Mapping[str, RegisteredFunction],
         events: EventWriter,
+        resolver: Resolver,
         signing_key: bytes | None = None,
     ) -> None:
         """`signing_key`: with worker.signing_key, only jobs signed with it run (jobd.signing)."""
@@ -101,6 +104,7 @@ class JobHandler:
         self.finisher = finisher
         self.functions = functions
         self.events = events
+        self.resolver = resolver
         self.signing_key = signing_key
         self._cache: dict[tuple[str, str], _Series] = {}
         self._cron_names = frozenset(entry.name for entry in self.settings.cron)
@@ -170,10 +174,12 @@ class JobHandler:
                 task.uncancel()
                 await self._settle_events(job, entry.cancel_reason)
                 await self._cancelled(job, entry.cancel_reason, time.monotonic() - started)
-                return
-            entry.ended = True
-            await self._settle_events(job, None)
-            await self._store(job, result, time.monotonic() - started)
+            else:
+                entry.ended = True
+                await self._settle_events(job, None)
+                await self._store(job, result, time.monotonic() - started)
+            if job.links:  # its dependants are told at once, not at the next sweep
+                self.resolver.wake.set()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -222,10 +228,11 @@ class JobHandler:
             message = f"no tries left: the worker running try {job.tries - 1} of {max_tries} died"
             return Result(Outcome.FAILED, error=ErrorInfo("WorkerLost", message), final=True)
         limits = self._cost_limits.get(job.function)
-        channel: JobChannel = JobEvents(
-            self.events,
+        channel: JobChannel = WorkerChannel(
             job,
-            CostChannel(self.store, self.call, job, limits) if limits else _NO_COST_LIMITS,
+            writer=self.events,
+            cost=CostChannel(self.store, self.call, job, limits) if limits else _NO_COST_LIMITS,
+            parents=self.resolver.parent_results,
         )
         return await self.runner.run(
             job,

@@ -32,6 +32,7 @@ from jobd.worker.context import WorkerContext
 from jobd.worker.events import EventWriter
 from jobd.worker.fetcher import Fetcher
 from jobd.worker.finisher import Finisher
+from jobd.worker.flows import Resolver
 from jobd.worker.functions import RegisteredFunction
 from jobd.worker.handler import JobHandler
 from jobd.worker.leases import LeaseKeeper
@@ -148,12 +149,14 @@ class Worker:
         )
         self.finisher = Finisher(self.store, self.call)
         self.events = EventWriter.for_worker(self.redis, settings, self.call, self.metrics)
+        self.resolver = Resolver(context, serializer=runner.result_serializer)
         self.handler = JobHandler(
             context,
             runner=runner,
             finisher=self.finisher,
             functions=self.functions,
             events=self.events,
+            resolver=self.resolver,
             signing_key=signing_key,
         )
         self.monitor = Monitor(context)
@@ -230,6 +233,7 @@ class Worker:
                     group.create_task(self.notifier.watchdog()),
                     group.create_task(self.scheduler.run()),
                     group.create_task(self.events.run()),
+                    group.create_task(self.resolver.run()),
                     *(
                         group.create_task(self.fetcher.waker(q))
                         for q in worker.queues

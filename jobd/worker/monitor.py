@@ -116,10 +116,12 @@ class Monitor:
                 pipe.zcard(keys.dead)
                 pipe.zrange(keys.queued, 0, 0)
                 pipe.get(keys.grouped)
-                queued, scheduled, running, dead, head, grouped = await pipe.execute()
+                pipe.zcard(keys.waiting)
+                queued, scheduled, running, dead, head, grouped, waiting = await pipe.execute()
             for state, count in (
                 ("queued", queued + int(grouped or 0)),
                 ("scheduled", scheduled),
+                ("waiting", waiting),
                 ("running", running),
                 ("dead", dead),
             ):

@@ -58,6 +58,8 @@ class ClaimedJob:
     """The producer's signature (jobd.signing), if it signed the job."""
     problem: str = ""
     """Why the stored job cannot run at all (fields no producer writes); empty when it can."""
+    links: bool = False
+    """A job of a workflow (it has parents or dependants): its end has graph work to do."""
 
 
 class Outcome(StrEnum):

@@ -20,6 +20,7 @@ from jobd.worker.context import WorkerContext
 from jobd.worker.events import EventWriter
 from jobd.worker.fetcher import Fetcher
 from jobd.worker.finisher import Finisher
+from jobd.worker.flows import Resolver
 from jobd.worker.functions import build_registry
 from jobd.worker.handler import JobHandler
 from jobd.worker.leases import LeaseKeeper
@@ -78,6 +79,7 @@ async def parts_for(settings: Settings, worker_id: str = "host:1:parts") -> Asyn
             finisher=Finisher(store, call),
             functions=functions,
             events=EventWriter.for_worker(redis, settings, call, metrics),
+            resolver=Resolver(context, serializer=runner.result_serializer),
         )
         try:
             yield Parts(context, handler)

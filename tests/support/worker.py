@@ -30,6 +30,7 @@ TEST_FUNCTIONS = (
     "block_loop",
     "stream_tokens",
     "emit_problems",
+    "parents_echo",
 )
 
 

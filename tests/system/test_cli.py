@@ -263,12 +263,13 @@ def test_status_counts_jobs_per_queue_and_lists_live_workers(
     done = jobd("status", "--config", str(config))
     assert done.returncode == EXIT_OK, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "DEAD", "OLDEST"]
+    header = ["QUEUE", "QUEUED", "SCHEDULED", "WAITING", "RUNNING", "DEAD", "OLDEST"]
+    assert lines[0].split() == header
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:4]}
     assert list(rows) == ["high", "default", "extra"]  # configured first, then from workers
-    assert rows["high"] == ["0", "0", "0", "0", "-"]
-    assert rows["default"][:4] == ["2", "1", "1", "1"]
-    assert rows["default"][4].startswith("1m")  # the head has waited 90 s: "1m30s"
+    assert rows["high"] == ["0", "0", "0", "0", "0", "-"]
+    assert rows["default"][:5] == ["2", "1", "0", "1", "1"]
+    assert rows["default"][5].startswith("1m")  # the head has waited 90 s: "1m30s"
     assert "1 live worker" in done.stdout
     assert "box1:4242:aa" in done.stdout and "ghost" not in done.stdout
 

@@ -111,16 +111,22 @@ end
 -- Store a new job unless a job with this id exists (deduplication by id): queued at its place in
 -- the queue, or scheduled when it is due after now. Optional fields ('' = unset): max_tries, timeout
 -- (ms), expires (ms after now), signature, group, cost (nil counts as ''). The caller wakes a
--- worker (once, however many jobs it stored). Returns 1 and the new job's status, or 0 and the
--- status of the job that exists.
+-- worker (once, however many jobs it stored). A job of a workflow (flow.lua) passes `extra`
+-- fields, and `waiting_key` when it waits for parents: it is then 'waiting', indexed there, and
+-- not queued. Returns 1 and the new job's status, or 0 and the status of the job that exists.
 local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, payload, queue,
-                         priority, max_tries, timeout, expires, now, due, signature, group, cost)
+                         priority, max_tries, timeout, expires, now, due, signature, group, cost,
+                         extra, waiting_key)
   if redis.call('EXISTS', job_key) == 1 then
     return 0, redis.call('HGET', job_key, 'status') or 'unknown'
   end
   local seq = redis.call('INCR', seq_key)
   local status = 'queued'
-  if due > now then status = 'scheduled' end
+  if waiting_key then
+    status = 'waiting'
+  elseif due > now then
+    status = 'scheduled'
+  end
   -- one HSET with every field: each redis.call costs the enqueue's round trip time
   local fields = {'id', id, 'function', fn, 'payload', payload, 'queue', queue,
     'priority', priority, 'seq', seq, 'tries', 0, 'lost', 0, 'enqueued_at', now, 'due_at', due,
@@ -133,8 +139,13 @@ local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, pa
   if signature ~= '' then fields[#fields + 1] = 'signature'; fields[#fields + 1] = signature end
   if group and group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = group end
   if cost and cost ~= '' then fields[#fields + 1] = 'cost'; fields[#fields + 1] = cost end
+  if extra then
+    for _, value in ipairs(extra) do fields[#fields + 1] = value end
+  end
   redis.call('HSET', job_key, unpack(fields))
-  if status == 'scheduled' then
+  if status == 'waiting' then
+    redis.call('ZADD', waiting_key, now, id)
+  elseif status == 'scheduled' then
     redis.call('ZADD', scheduled_key, due, id)
   else
     enqueue_ready(queued_key, id, queue_score(priority, seq), group)
@@ -330,5 +341,79 @@ end
 local function keep_events(job_key, id, ev, keep_ms)
   if ev then
     redis.call('PEXPIRE', events_key(job_key, id), keep_ms > 0 and keep_ms or 60000)
+  end
+end
+
+-- Workflows (docs/workflows.md) ---------------------------------------------------------------
+-- A job enqueued with after=[...] waits (status 'waiting', in the queue's 'waiting' ZSET) until
+-- every parent ended. Edges are "<queue> <id>" (neither holds a space): the child's waits:<id>
+-- SET holds the parents it still waits for, a parent's dependants:<id> SET the children that have
+-- not ended yet. A job with either has the field 'links'. When such a job ends, the script that
+-- ends it pushes its id to its queue's 'settled' LIST instead of giving it a TTL: a worker then
+-- tells its dependants (resolve.lua, one call per child: no O(n) script), detaches it from its
+-- parents (detach.lua), and gives it its TTL once no dependant needs its result (done.lua).
+-- Every step removes set members, so a step done twice changes nothing.
+
+-- The key base (<prefix>:{<queue>}:) of the job with hash `job_key` and id `id`.
+local function base_of(job_key, id)
+  return string.sub(job_key, 1, #job_key - #id - 4)
+end
+
+-- A job with links ended: its graph work goes to the outbox, its TTL waits (keep_ms noted).
+local function links_ended(job_key, id, keep_ms)
+  redis.call('RPUSH', base_of(job_key, id) .. 'settled', id)
+  redis.call('HSET', job_key, 'keep_ms', keep_ms)
+end
+
+-- End a job as it ends (keep_ms after now, 0: at once) unless it has links (see links_ended);
+-- its event stream (`ev`) goes with it.
+local function keep_ended(job_key, id, links, ev, keep_ms)
+  if links then
+    links_ended(job_key, id, keep_ms)
+  else
+    keep_events(job_key, id, ev, keep_ms)
+    keep_for(job_key, keep_ms)
+  end
+end
+
+-- Fail a job that waits for a parent that failed or was aborted (after_failure = "fail"): it is
+-- dead-lettered, so that `jobd dead retry` can run it once the parent is fixed.
+local function fail_waiting(job_key, id, parent, parent_status, now)
+  local base = base_of(job_key, id)
+  local message = 'parent ' .. parent .. ' ' .. parent_status .. '; after_failure = "fail"'
+  redis.call('HSET', job_key, 'status', 'failed', 'finished_at', now, 'error',
+    cjson.encode({type = 'DependencyFailed', message = message}))
+  redis.call('ZREM', base .. 'waiting', id)
+  redis.call('DEL', base .. 'waits:' .. id)
+  redis.call('ZADD', base .. 'dead', now, id)
+  local ev = redis.call('HGET', job_key, 'ev')
+  job_event(job_key, id, ev, 'failed',
+    {try = 0, error = 'DependencyFailed', message = message}, now)
+  links_ended(job_key, id, 0)
+  notify_done(job_key, base .. 'done:' .. id, 60000)
+end
+
+-- A waiting job whose last parent ended goes to its queue (or to 'scheduled' when it was
+-- enqueued with a delay that has not passed).
+local function release_waiting(job_key, id, now)
+  local base = base_of(job_key, id)
+  redis.call('ZREM', base .. 'waiting', id)
+  local due = tonumber(redis.call('HGET', job_key, 'due_at') or 0)
+  if due > now then
+    redis.call('HSET', job_key, 'status', 'scheduled')
+    redis.call('ZADD', base .. 'scheduled', due, id)
+  else
+    make_ready(base .. 'queued', job_key, id)
+  end
+  wake(base .. 'wake')
+end
+
+-- An ended job that no dependant needs any more gets the TTL it was spared (keep_ms); a dead
+-- letter keeps none, as any dead letter.
+local function keep_unneeded(job_key, id)
+  local state = redis.call('HMGET', job_key, 'status', 'keep_ms', 'ev')
+  if state[2] and (state[1] == 'succeeded' or state[1] == 'aborted') then
+    keep_events(job_key, id, state[3], tonumber(state[2]))
+    keep_for(job_key, tonumber(state[2]))
   end
 end

@@ -4,13 +4,20 @@
 -- Replay-safe: aborting an aborted job reports 'aborted' again and changes nothing.
 -- KEYS[1] job hash  KEYS[2] queued  KEYS[3] scheduled  KEYS[4] done list
 -- ARGV[1] id  ARGV[2] pub/sub channel of the queue's abort requests  ARGV[3] keep ms
--- A waiting job whose event stream is on gets its 'aborted' event there.
+-- A waiting job whose event stream is on gets its 'aborted' event there; its dependants follow
+-- their after_failure (see _lib.lua, Workflows).
 -- Returns 'aborted' (will not run), 'requested' (running; its worker will cancel it), or the status of a
 -- job that already ended ('succeeded', 'failed'), or 'not_found'
-local state = redis.call('HMGET', KEYS[1], 'status', 'held', 'group', 'ev')
+local state = redis.call('HMGET', KEYS[1], 'status', 'held', 'group', 'ev', 'links')
 local status = state[1]
 if not status then return 'not_found' end
-if status == 'queued' or status == 'scheduled' then
+if status == 'queued' or status == 'scheduled' or status == 'waiting' then
+  -- waiting for its parents (see _lib.lua, Workflows)
+  if status == 'waiting' then
+    local base = queue_base(KEYS[2])
+    redis.call('ZREM', base .. 'waiting', ARGV[1])
+    redis.call('DEL', base .. 'waits:' .. ARGV[1])
+  end
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   -- held back by a limit: its 'held' field names the limit's keys (see claim.lua)
@@ -30,9 +37,8 @@ if status == 'queued' or status == 'scheduled' then
   local now = now_ms()
   redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now)
   job_event(KEYS[1], ARGV[1], state[4], 'aborted', nil, now)
-  keep_events(KEYS[1], ARGV[1], state[4], tonumber(ARGV[3]))
   notify_done(KEYS[1], KEYS[4], tonumber(ARGV[3]))
-  keep_for(KEYS[1], tonumber(ARGV[3]))
+  keep_ended(KEYS[1], ARGV[1], state[5], state[4], tonumber(ARGV[3]))
   return 'aborted'
 end
 if status == 'running' then

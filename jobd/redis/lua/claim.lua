@@ -30,7 +30,7 @@
 -- reason ('payload_too_large', 'invalid_job' or 'cost_above_limit'), ...}, {held: id, function,
 -- limit, ...}, {started after a limit held them: limit, ms held, ...}, job, job, ...} with each
 -- job = {id, function, payload, tries, lost, max_tries, timeout, enqueued_at, priority, due_at,
--- signature}.
+-- signature, links (set for a job of a workflow)}.
 -- A job whose event stream is on (docs/events.md) gets its 'started' event there (or 'failed'
 -- when dead-lettered here); an expired job's stream goes with it.
 local worker, nonce = ARGV[1], ARGV[2]
@@ -38,7 +38,7 @@ local token = worker .. ':' .. nonce
 local now = now_ms()
 local job_prefix = KEYS[10]
 local fields = {'id', 'function', 'payload', 'tries', 'lost', 'max_tries', 'timeout', 'enqueued_at',
-  'priority', 'due_at', 'signature'}
+  'priority', 'due_at', 'signature', 'links'}
 touch_activity(KEYS[8], now, tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), worker)
 
@@ -91,9 +91,10 @@ local function dead_letter(job_key, id, fn, error_type, message, reason)
   redis.call('HSET', job_key, 'status', 'failed', 'finished_at', now, 'error',
     cjson.encode({type = error_type, message = message}))
   redis.call('ZADD', KEYS[9], now, id)
-  local counts = redis.call('HMGET', job_key, 'ev', 'tries')
+  local counts = redis.call('HMGET', job_key, 'ev', 'tries', 'links')
   job_event(job_key, id, counts[1], 'failed',
     {try = tonumber(counts[2]), error = error_type, message = message}, now)
+  if counts[3] then links_ended(job_key, id, 0) end
   table.insert(reply_dead, id)
   table.insert(reply_dead, fn or '')
   table.insert(reply_dead, reason)
@@ -308,7 +309,8 @@ while #claimed_ids < wanted and rounds < 10 do
   for i = 1, #popped, 2 do
     local id = popped[i]
     local job_key = job_prefix .. id
-    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function', 'tries', 'ev')
+    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function', 'tries', 'ev',
+      'links')
     local expires_at = tonumber(state[2])
     local invalid = state[1] and invalid_job(id, state[4])
     if state[1] == false then
@@ -318,6 +320,12 @@ while #claimed_ids < wanted and rounds < 10 do
         'invalid_job')
     elseif spec and state[1] ~= 'queued' then
       -- not waiting any more (aborted while it was held back by a limit): nothing to run
+    elseif expires_at and expires_at <= now and state[6] then
+      -- a job of a workflow that expired: its dependants are told it was aborted
+      redis.call('HSET', job_key, 'status', 'aborted', 'finished_at', now)
+      links_ended(job_key, id, 3600000)
+      table.insert(reply[4], id)
+      table.insert(reply[4], state[3] or '')
     elseif expires_at and expires_at <= now then
       redis.call('DEL', job_key)
       if state[5] then redis.call('DEL', events_key(job_key, id)) end

@@ -14,7 +14,9 @@ for _, id in ipairs(ARGV) do
   if not take_dead(KEYS[1], job_key, id) then
     skipped[#skipped + 1] = id
   else
-    redis.call('DEL', job_key, KEYS[3] .. id, events_key(job_key, id))
+    local base = base_of(job_key, id)
+    redis.call('DEL', job_key, KEYS[3] .. id, events_key(job_key, id), base .. 'waits:' .. id,
+      base .. 'dependants:' .. id)
     purged[#purged + 1] = id
   end
 end

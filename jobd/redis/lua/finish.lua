@@ -11,13 +11,14 @@
 -- ARGV[1] JSON array; per job [id, token, status, field ('result' or 'error'), value, keep ms,
 -- dead-letter (1 keeps the job in the dead set without a TTL, 0 keeps it keep ms)]
 -- Returns per job: 'ok', 'stale' (token mismatch, nothing changed) or 'replayed'
--- A job whose event stream is on gets its end event (the status) there, in the same step.
+-- A job whose event stream is on gets its end event (the status) there, in the same step; a job
+-- of a workflow goes to its queue's settled list (see _lib.lua, Workflows).
 local now = now_ms()
 local reply = {}
 for _, item in ipairs(cjson.decode(ARGV[1])) do
   local id, token, status = item[1], item[2], item[3]
   local job_key = KEYS[4] .. id
-  local state = redis.call('HMGET', job_key, 'status', 'token', 'slots', 'ev', 'tries')
+  local state = redis.call('HMGET', job_key, 'status', 'token', 'slots', 'ev', 'tries', 'links')
   if state[2] ~= token then
     reply[#reply + 1] = 'stale'
   elseif state[1] ~= 'running' then
@@ -33,13 +34,13 @@ for _, item in ipairs(cjson.decode(ARGV[1])) do
       local data = {try = tonumber(state[5])}
       if status == 'failed' then data = error_event(state[5], item[5]) end
       job_event(job_key, id, state[4], status, data, now)
-      if item[7] ~= 1 then keep_events(job_key, id, true, keep_ms) end
     end
     notify_done(job_key, KEYS[5] .. id, keep_ms)
     if item[7] == 1 then
       redis.call('ZADD', KEYS[2], now, id)
+      if state[6] then links_ended(job_key, id, keep_ms) end
     else
-      keep_for(job_key, keep_ms)
+      keep_ended(job_key, id, state[6], state[4], keep_ms)
     end
     reply[#reply + 1] = 'ok'
   end

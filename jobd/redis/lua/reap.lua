@@ -31,7 +31,7 @@ for _, worker in ipairs(workers) do
   for _, id in ipairs(redis.call('SMEMBERS', owned_key)) do
     local job_key = KEYS[7] .. id
     local state = redis.call('HMGET', job_key, 'status', 'token', 'abort', 'function', 'slots',
-      'ev', 'tries')
+      'ev', 'tries', 'links')
     if state[1] == 'running' and state[2] and string.sub(state[2], 1, #prefix) == prefix then
       local lost = redis.call('HINCRBY', job_key, 'lost', 1)
       redis.call('ZREM', KEYS[4], id)
@@ -40,8 +40,7 @@ for _, worker in ipairs(workers) do
       if state[3] then
         redis.call('HSET', job_key, 'status', 'aborted', 'finished_at', now)
         job_event(job_key, id, state[6], 'aborted', {try = tonumber(state[7])}, now)
-        keep_events(job_key, id, state[6], tonumber(ARGV[5]))
-        keep_for(job_key, tonumber(ARGV[5]))
+        keep_ended(job_key, id, state[8], state[6], tonumber(ARGV[5]))
       elseif lost >= max_lost then
         local error = {type = 'WorkerLost', message = 'worker died ' .. lost
           .. ' times while running this job (max_lost = ' .. max_lost .. ')'}
@@ -49,6 +48,7 @@ for _, worker in ipairs(workers) do
           cjson.encode(error))
         job_event(job_key, id, state[6], 'failed',
           {try = tonumber(state[7]), error = error.type, message = error.message}, now)
+        if state[8] then links_ended(job_key, id, 0) end
         redis.call('ZADD', KEYS[5], now, id)
         dead[#dead + 1] = id
         dead[#dead + 1] = state[4] or ''

@@ -6,7 +6,8 @@
 -- ARGV[1] id  ARGV[2] token  ARGV[3] keep ms (for a job aborted instead)
 -- Returns 'ok', 'aborted', 'stale' or 'replayed'
 -- A job whose event stream is on gets an 'aborted' or 'retrying' event there.
-local state = redis.call('HMGET', KEYS[1], 'status', 'token', 'abort', 'slots', 'ev', 'tries')
+local state = redis.call('HMGET', KEYS[1], 'status', 'token', 'abort', 'slots', 'ev', 'tries',
+  'links')
 if state[2] ~= ARGV[2] then return 'stale' end
 if state[1] ~= 'running' then return 'replayed' end
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -17,9 +18,8 @@ local now = now_ms()
 if state[3] then
   redis.call('HSET', KEYS[1], 'status', 'aborted', 'finished_at', now)
   job_event(KEYS[1], ARGV[1], state[5], 'aborted', {try = tonumber(state[6])}, now)
-  keep_events(KEYS[1], ARGV[1], state[5], tonumber(ARGV[3]))
   notify_done(KEYS[1], KEYS[6], tonumber(ARGV[3]))
-  keep_for(KEYS[1], tonumber(ARGV[3]))
+  keep_ended(KEYS[1], ARGV[1], state[7], state[5], tonumber(ARGV[3]))
   return 'aborted'
 end
 redis.call('HINCRBY', KEYS[1], 'tries', -1)

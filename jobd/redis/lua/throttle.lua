@@ -13,7 +13,7 @@
 local now = now_ms()
 local id = ARGV[1]
 local state = redis.call('HMGET', KEYS[1], 'status', 'token', 'slots', 'throttled_since',
-  'priority', 'seq', 'group', 'ev', 'tries')
+  'priority', 'seq', 'group', 'ev', 'tries', 'links')
 if state[2] ~= ARGV[2] then return {'stale', 0} end
 if state[1] ~= 'running' then return {'replayed', 0} end
 redis.call('ZREM', KEYS[2], id)
@@ -25,6 +25,7 @@ if now - since >= tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', now, 'error', ARGV[5])
   redis.call('ZADD', KEYS[7], now, id)
   job_event(KEYS[1], id, state[8], 'failed', error_event(state[9], ARGV[5]), now)
+  if state[10] then links_ended(KEYS[1], id, 0) end
   return {'dead', 0}
 end
 local pause = tonumber(ARGV[3])

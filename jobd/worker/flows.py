@@ -1,0 +1,174 @@
+"""The worker's side of workflows (docs/workflows.md): the `Resolver` tells the dependants of jobs
+that ended, and `parent_results` reads a job's parents for `jobd.current_job().parent_results()`.
+
+A job of a workflow that ends is pushed to its queue's `settled` list by the script that ends it.
+The resolver of any worker consuming that queue then, for each such job:
+1. tells each dependant (resolve.lua on the dependant's own queue, 500 per pipeline, so a parent
+   with 10,000 dependants is never one long script);
+2. detaches it from its parents (detach.lua), which may then expire;
+3. removes it from the list (settled.lua), and gives it its TTL if no dependant needs it.
+Every step is idempotent, so two workers doing the same entry, or a worker that dies half way
+(its entry stays in the list), change nothing the second time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import redis.asyncio
+
+from jobd.errors import JobAborted, JobFailed, JobNotFound
+from jobd.model import JobStatus, decode_error
+from jobd.redis.keys import QueueKeys, member_text
+from jobd.redis.scripts import run_async, run_async_many
+from jobd.serializer import Serializer
+from jobd.worker.context import WorkerContext
+from jobd.worker.runner import ClaimedJob
+
+logger = logging.getLogger("jobd.flows")
+
+BATCH = 500
+"""Dependants told per pipeline, and settled jobs taken per look at a queue's list."""
+SWEEP_SECONDS = 1.0
+"""How often the resolver looks at the settled lists without being woken (jobs that ended on
+another worker that died before it told their dependants, waiting jobs aborted by a client)."""
+ENDED = (b"succeeded", b"failed", b"aborted")
+
+
+def edge(queue: str, job_id: str) -> str:
+    return f"{queue} {job_id}"
+
+
+def parse_edge(member: bytes | str) -> tuple[str, str]:
+    queue, _, job_id = member_text(member).partition(" ")
+    return queue, job_id
+
+
+def parents_of(value: bytes | str | None) -> list[tuple[str, str]]:
+    """The parents a job's 'parents' field lists, as (queue, id)."""
+    if not value:
+        return []
+    try:
+        return [(str(queue), str(job_id)) for queue, job_id in json.loads(value)]
+    except (ValueError, TypeError):
+        return []
+
+
+class Resolver:
+    """Works through the settled lists of the worker's queues (see the module docstring)."""
+
+    def __init__(self, context: WorkerContext, *, serializer: Serializer) -> None:
+        """`serializer` reads the parents' results (the worker's result serializer)."""
+        self.context = context
+        self.serializer = serializer
+        self.redis = context.redis
+        self.prefix = context.settings.redis.key_prefix
+        self.queues = context.settings.worker.queues
+        self.wake = asyncio.Event()
+        """Set when a job of a workflow ended here: its dependants are told at once."""
+
+    async def run(self) -> None:
+        finished = self.context.finished
+        while not finished.is_set():
+            self.wake.clear()
+            done = await self.context.call("settle workflows", self.settle_all, keep_trying=True)
+            if done:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), SWEEP_SECONDS)
+
+    async def settle_all(self) -> int:
+        """Settle up to BATCH ended jobs of each queue; how many there were."""
+        count = 0
+        for queue in self.queues:
+            keys = QueueKeys(self.prefix, queue)
+            for member in await self.redis.lrange(keys.settled, 0, BATCH - 1):
+                await self.settle(queue, member_text(member))
+                count += 1
+        return count
+
+    async def settle(self, queue: str, job_id: str) -> None:
+        keys = QueueKeys(self.prefix, queue)
+        status, parents = await self.redis.hmget(keys.job(job_id), ["status", "parents"])
+        if status in ENDED:
+            await self._tell_dependants(keys, job_id, status.decode())
+            calls = [
+                (
+                    [QueueKeys(self.prefix, q).job(p), QueueKeys(self.prefix, q).dependants(p)],
+                    [p, edge(queue, job_id)],
+                )
+                for q, p in parents_of(parents)
+            ]
+            if calls:
+                self._check(await run_async_many(self.redis, "detach", calls), "detach")
+        # not ended (a dead letter retried meanwhile): it comes back when it ends again
+        await run_async(
+            self.redis, "settled", [keys.job(job_id), keys.dependants(job_id), keys.settled],
+            [job_id],
+        )  # fmt: skip
+
+    async def _tell_dependants(self, keys: QueueKeys, job_id: str, status: str) -> None:
+        parent = edge(keys.queue, job_id)
+        cursor = 0
+        while True:
+            cursor, members = await self.redis.sscan(keys.dependants(job_id), cursor, count=BATCH)
+            calls = []
+            for member in members:
+                queue, child = parse_edge(member)
+                child_keys = QueueKeys(self.prefix, queue)
+                calls.append(
+                    ([child_keys.job(child), child_keys.waits(child)], [child, parent, status])
+                )
+            if calls:
+                self._check(await run_async_many(self.redis, "resolve", calls), "resolve")
+            if cursor == 0:
+                return
+
+    async def parent_results(self, job: ClaimedJob) -> dict[str, Any]:
+        """jobd.current_job().parent_results() of `job`."""
+        return await parent_results(self.redis, self.prefix, job.queue, job.id, self.serializer)
+
+    @staticmethod
+    def _check(replies: list[Any], what: str) -> None:
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if errors:
+            raise errors[0]
+
+
+async def parent_results(
+    client: redis.asyncio.Redis, prefix: str, queue: str, job_id: str, serializer: Serializer
+) -> dict[str, Any]:
+    """Parent id -> its result; a parent that failed maps to a JobFailed, one aborted to a
+    JobAborted, one whose record is gone to a JobNotFound (each an exception object, not
+    raised)."""
+    parents = parents_of(await client.hget(QueueKeys(prefix, queue).job(job_id), "parents"))
+    if not parents:
+        return {}
+    async with client.pipeline(transaction=False) as pipe:
+        for parent_queue, parent_id in parents:
+            pipe.hmget(
+                QueueKeys(prefix, parent_queue).job(parent_id), ["status", "result", "error"]
+            )
+        rows = await pipe.execute()
+    results: dict[str, Any] = {}
+    for (parent_queue, parent_id), (status, result, error) in zip(parents, rows, strict=True):
+        if status == JobStatus.SUCCEEDED.encode():
+            what = f"result of job {parent_id}"
+            results[parent_id] = serializer.loads(result, what=what) if result else None
+        elif status == JobStatus.FAILED.encode():
+            info = decode_error(error)
+            results[parent_id] = JobFailed(
+                parent_id, info.type if info else "Error", info.message if info else "",
+                info.traceback if info else "",
+            )  # fmt: skip
+        elif status == JobStatus.ABORTED.encode():
+            results[parent_id] = JobAborted(parent_id)
+        else:
+            results[parent_id] = JobNotFound(
+                f"job {parent_id} of queue {parent_queue!r}: no result "
+                f"({'not ended' if status else 'its record is gone'})"
+            )
+    return results
