@@ -100,6 +100,10 @@ class JobInfo:
     """The limit holding it back while it waits (docs/limits.md), else None."""
     progress: Progress | None = None
     """The latest progress it reported (jobd.current_job().progress), else None."""
+    parents: tuple[tuple[str, str], ...] = ()
+    """(queue, id) of the jobs it waits for or waited for (enqueue(..., after=[...]))."""
+    after_failure: str | None = None
+    """"fail" or "run" for a job with parents (docs/workflows.md), else None."""
 
 
 def _limit_name(base: str | None) -> str | None:
@@ -203,7 +207,18 @@ def job_info(job_id: str, fields: dict[bytes, bytes], serializer: Serializer) ->
         if fields.get(b"status") == b"queued"
         else None,
         progress=_progress(fields.get(b"progress")),
+        parents=_parents(fields.get(b"parents")),
+        after_failure=_text(fields.get(b"after_failure")) or None,
     )
+
+
+def _parents(data: bytes | None) -> tuple[tuple[str, str], ...]:
+    if not data:
+        return ()
+    try:
+        return tuple((str(queue), str(job_id)) for queue, job_id in json.loads(data))
+    except (ValueError, TypeError):
+        return ()
 
 
 def _progress(data: bytes | None) -> Progress | None:

@@ -18,6 +18,7 @@ from jobd.cli.shared import (
     print_json,
     queues_for,
     server_ms,
+    text,
 )
 from jobd.client.sync_client import SyncClient, SyncJob
 from jobd.config.durations import parse_duration
@@ -96,6 +97,8 @@ def enqueue(
     wait: float | None,
     group: str | None = None,
     cost: int | None = None,
+    after: Sequence[str] | None = None,
+    after_failure: str = "fail",
 ) -> int:
     """`jobd enqueue`: store one job, print its id; with `wait`, print its result as JSON."""
     args, kwargs = call_arguments(args_text, kwargs_text)
@@ -106,7 +109,7 @@ def enqueue(
         operation = client.enqueue_operation(
             [(function, args, kwargs)], [job_id], queue=queue, delay=delay_seconds, at=None,
             priority=priority, max_tries=max_tries, timeout=None, expires=None, strict=False,
-            group=group, cost=cost,
+            group=group, cost=cost, after=after, after_failure=after_failure,
         )  # fmt: skip
         (ref,) = client.run(operation)
         handle = SyncJob(client, ref)
@@ -155,23 +158,64 @@ def find_job(
 
 
 def show(settings: Settings, job_id: str, *, restrict: Sequence[str] | None, as_json: bool) -> int:
-    """`jobd job show`: everything stored about one job."""
+    """`jobd job show`: everything stored about one job, with its parents and dependants."""
     with connect(settings) as client:
         queue = find_job(client, settings, job_id, restrict)
         info = client.job(job_id, queue=queue).info()
         now_ms = server_ms(client.redis)
+        links = graph_links(client, info) if info is not None else Links((), ())
     if info is None:
         raise CommandFailed(
             f"job {job_id} not found in queue {queue} (it ended and expired just now)"
         )
     if as_json:
-        print_json(dataclasses.asdict(info))
+        print_json(
+            {
+                **dataclasses.asdict(info),
+                "parents": [_linked(row) for row in links.parents],
+                "dependants": [_linked(row) for row in links.dependants],
+            }
+        )
         return 0
-    print(describe(info, settings, now_ms))
+    print(describe(info, settings, now_ms, links))
     return 0
 
 
-def describe(info: JobInfo, settings: Settings, now_ms: int) -> str:
+SHOWN_DEPENDANTS = 20
+"""Dependants `job show` lists (with the count of the others)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Links:
+    """A job's parents and its dependants that have not ended, as (queue, id, status)."""
+
+    parents: Sequence[tuple[str, str, str]]
+    dependants: Sequence[tuple[str, str, str]]
+    more_dependants: int = 0
+
+
+def _linked(row: tuple[str, str, str]) -> dict[str, str]:
+    return {"queue": row[0], "id": row[1], "status": row[2]}
+
+
+def graph_links(client: SyncClient, info: JobInfo) -> Links:
+    """The statuses of a job's parents, and of up to SHOWN_DEPENDANTS of its dependants."""
+    members = client.redis.sscan(
+        QueueKeys(client.key_prefix, info.queue).dependants(info.id), 0, count=SHOWN_DEPENDANTS
+    )[1]
+    total = client.redis.scard(QueueKeys(client.key_prefix, info.queue).dependants(info.id))
+    dependants = [tuple(text(m).partition(" ")[::2]) for m in members[:SHOWN_DEPENDANTS]]
+    rows = [*info.parents, *dependants]
+    pipe = client.redis.pipeline(transaction=False)
+    for queue, job_id in rows:
+        pipe.hget(QueueKeys(client.key_prefix, queue).job(job_id), "status")
+    statuses = [text(s) if s else "not_found" for s in pipe.execute()] if rows else []
+    linked = [(q, j, s) for (q, j), s in zip(rows, statuses, strict=True)]
+    parents = linked[: len(info.parents)]
+    return Links(parents, linked[len(info.parents) :], max(0, total - len(dependants)))
+
+
+def describe(info: JobInfo, settings: Settings, now_ms: int, links: Links | None = None) -> str:
     """A job as `label  value` lines, with its error's traceback indented below."""
     configured = settings.function_for(info.function)
     max_tries = info.max_tries or (configured or settings.defaults).max_tries
@@ -203,6 +247,13 @@ def describe(info: JobInfo, settings: Settings, now_ms: int) -> str:
         ("finished", when(info.finished_at)),
         ("expires", when(info.expires_at)),
     ]
+    if links is not None:
+        lines += [("after", f"{j} ({q}): {s}") for q, j, s in links.parents]
+        if info.after_failure:
+            lines.append(("after_failure", info.after_failure))
+        lines += [("dependant", f"{j} ({q}): {s}") for q, j, s in links.dependants]
+        if links.more_dependants:
+            lines.append(("dependant", f"… and {links.more_dependants} more"))
     if info.status == JobStatus.SUCCEEDED:
         lines.append(("result", json.dumps(info.result, ensure_ascii=False)))
     if info.error is not None:

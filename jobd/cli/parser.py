@@ -126,7 +126,8 @@ def _enqueue(arguments: argparse.Namespace, settings: Settings) -> int:
         settings, arguments.function, arguments.args, kwargs_text=arguments.kwargs,
         queue=arguments.queue, delay=arguments.delay, job_id=arguments.job_id,
         priority=arguments.priority, max_tries=arguments.max_tries, wait=wait,
-        group=arguments.group, cost=arguments.cost,
+        group=arguments.group, cost=arguments.cost, after=arguments.after,
+        after_failure=arguments.after_failure,
     )  # fmt: skip
 
 
@@ -298,6 +299,20 @@ def _enqueue_parser(commands: Any) -> None:
         type=_positive,
         metavar="N",
         help="what the job charges against its function's cost limits (default: 1)",
+    )
+    enqueue.add_argument(
+        "--after",
+        action="append",
+        metavar="ID",
+        help="wait until job ID of the same queue has ended (repeatable): the job is 'waiting' "
+        "until every parent ended",
+    )
+    enqueue.add_argument(
+        "--after-failure",
+        choices=("fail", "run"),
+        default="fail",
+        help="when a parent failed or was aborted: fail this job too (dead-lettered, the "
+        "default) or run it anyway",
     )
     enqueue.add_argument(
         "--max-tries",
