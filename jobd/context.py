@@ -70,9 +70,10 @@ class JobContext:
         await self._worker("progress").progress(fraction, message)
 
     async def parent_results(self) -> dict[str, Any]:
-        """The results of this job's parents (enqueue(..., after=[...])), by parent id: a parent
-        that failed maps to a JobFailed and one aborted to a JobAborted (not raised; a job sees
-        them only with after_failure="run"). Parents keep their results until their dependants
+        """The results of this job's parents (enqueue(..., after=[...])), by parent id, in the
+        order of `after`: a parent that failed maps to a JobFailed and one aborted to a
+        JobAborted (not raised; a job sees them only with after_failure="run"), one whose record
+        is gone (purged) to a JobNotFound. Parents keep their results until their dependants
         have ended, whatever keep_result says. {} for a job without parents."""
         return await self._worker("parent_results").parent_results()
 

@@ -19,12 +19,20 @@ import redis.asyncio
 from jobd.client.events import KEEPALIVE_SECONDS, sse_message
 from jobd.client.flows import Flow, HasRef
 from jobd.client.limits import LimitHold
-from jobd.client.operations import Command, Deliver, Operation, Pause, Request, ScriptCall
+from jobd.client.operations import (
+    Command,
+    Deliver,
+    Operation,
+    Pause,
+    Request,
+    ScriptBatch,
+    ScriptCall,
+)
 from jobd.client.producer import Call, Handle, Producer, options_from_config
 from jobd.events import JobEvent
 from jobd.model import JobInfo, JobStatus
 from jobd.redis.connect import connection_options, open_async
-from jobd.redis.scripts import run_async, run_async_replicated
+from jobd.redis.scripts import run_async, run_async_many, run_async_replicated
 from jobd.serializer import DEFAULT_MAX_BYTES
 
 
@@ -120,6 +128,8 @@ class Client(Producer):
             )  # fmt: skip
         if isinstance(request, ScriptCall):
             return await run_async(self.redis, request.name, request.keys, request.args)
+        if isinstance(request, ScriptBatch):
+            return await run_async_many(self.redis, request.name, request.calls)
         if isinstance(request, Pause):
             await asyncio.sleep(request.seconds)
             return None
@@ -270,7 +280,7 @@ class Job(Handle):
         return aborted
 
 
-class AsyncFlow(Flow):
+class AsyncFlow(Flow[Job]):
     """A graph of jobs stored when its `async with` block ends (see Client.flow)."""
 
     async def __aenter__(self) -> AsyncFlow:

@@ -3,27 +3,31 @@ graph of jobs all at once (flow.lua). See docs/workflows.md.
 
 A parent is named by a job handle (of any queue) or by the id of a job of the child's own queue.
 The graph goes to Redis as one script call, every parent before its children, so that no job of
-it starts before the whole graph is stored, and an error stores nothing."""
+it starts before the whole graph is stored, and an error stores nothing. On Redis Cluster a graph
+over several queues is stored held, then released (`_store_held`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from jobd.client.operations import (
+    Command,
     EnqueueOptions,
     JobRef,
     Operation,
+    ScriptBatch,
     ScriptCall,
     check_function,
     enqueue_options,
     new_job_id,
 )
-from jobd.errors import InvalidJobOption, NotReplicated
+from jobd.errors import InvalidJobOption, NotReplicated, RedisUnavailable
 from jobd.model import check_job_id, encode_payload
+from jobd.redis.graph import FLOW_KEY_MS, GATE_MS, detach_discarded, edge, flow_key, gate_calls
 from jobd.redis.keys import QueueKeys
 from jobd.serializer import Serializer
 from jobd.signing import sign
@@ -115,49 +119,135 @@ def graph_job(
     return GraphJob(ref, name, payload, signature, options, after_failure, parents)
 
 
-def check_one_slot(jobs: Sequence[GraphJob]) -> None:
-    """On Redis Cluster a script reaches one hash slot: one queue per graph, parents included."""
-    queues = {job.ref.queue for job in jobs} | {q for job in jobs for q, _ in job.parents}
-    if len(queues) > 1:
-        raise InvalidJobOption(
-            f"on Redis Cluster, the jobs of one flow and their parents must share a queue (got "
-            f"{', '.join(sorted(queues))}): a queue lives in one hash slot, and the graph is "
-            "stored by one script"
-        )
+def _rows(jobs: Sequence[GraphJob]) -> str:
+    return json.dumps([job.row() for job in jobs], ensure_ascii=False, separators=(",", ":"))
+
+
+def _missing(reply: list[Any]) -> InvalidJobOption:
+    queue, job_id = reply[1].decode(), reply[2].decode()
+    return InvalidJobOption(
+        f"after: job {job_id} not found in queue {queue!r} (it never existed, or its result "
+        "expired); nothing was enqueued"
+    )
 
 
 def store_graph(prefix: str, jobs: Sequence[GraphJob], *, cluster: bool = False) -> Operation:
-    """Store the graph in one flow.lua call; returns the JobRefs (created or deduplicated)."""
-    if cluster:
-        check_one_slot(jobs)
+    """Store the graph; returns the JobRefs (created or deduplicated). One flow.lua call, except
+    on Redis Cluster for a graph over several queues (see `_store_held`)."""
+    queues = {job.ref.queue for job in jobs} | {q for job in jobs for q, _ in job.parents}
+    if cluster and len(queues) > 1:
+        refs: list[JobRef] = yield from _store_held(prefix, jobs)
+        return refs
     keys = [QueueKeys(prefix, job.ref.queue).job(job.ref.id) for job in jobs]
-    graph = json.dumps([job.row() for job in jobs], ensure_ascii=False, separators=(",", ":"))
     try:
-        reply = yield ScriptCall("flow", keys, [prefix, graph], durable=True)
+        reply = yield ScriptCall("flow", keys, [prefix, _rows(jobs), "", "0"], durable=True)
     except NotReplicated as error:
         ids = [job.ref.id for job in jobs]
         raise NotReplicated(f"{error}; job ids: {', '.join(ids)}", ids) from None
     if reply[0] == b"missing":
-        queue, job_id = reply[1].decode(), reply[2].decode()
-        raise InvalidJobOption(
-            f"after: job {job_id} not found in queue {queue!r} (it never existed, or its "
-            "result expired); nothing was enqueued"
-        )
+        raise _missing(reply)
     return [
         JobRef(job.ref.id, job.ref.queue, created=bool(reply[1 + 2 * index]))
         for index, job in enumerate(jobs)
     ]
 
 
-class Flow:
+def _store_held(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
+    """A graph over several queues on Redis Cluster, where one script reaches one queue: each
+    queue's share is stored held by a gate (no job can start), the links across queues are
+    made, the flow is committed (a key of its own, SET NX), and only then the gate is lifted.
+    Any failure before the commit discards what was stored; a producer that dies half way leaves
+    a held flow that a worker discards after GATE_MS (jobd.worker.flows). Every job or none."""
+    gate = new_job_id()
+    shares: dict[str, list[GraphJob]] = {}
+    for job in jobs:
+        shares.setdefault(job.ref.queue, []).append(job)
+    created: dict[tuple[str, str], GraphJob] = {}
+    try:
+        for queue, share in shares.items():
+            keys = [QueueKeys(prefix, queue).job(job.ref.id) for job in share]
+            reply = yield ScriptCall("flow", keys, [prefix, _rows(share), gate, "1"], durable=True)
+            if reply[0] == b"missing":
+                raise _missing(reply)
+            for index, job in enumerate(share):
+                if reply[1 + 2 * index]:
+                    created[(job.ref.queue, job.ref.id)] = job
+        yield from _link_across(prefix, list(created.values()))
+        fate = yield Command(("SET", flow_key(prefix, gate), "committed", "NX", "PX", FLOW_KEY_MS))
+        if fate is None:
+            raise RedisUnavailable(
+                f"the flow took longer than {GATE_MS / 1000:g} s to store and a worker discarded "
+                "it; nothing was enqueued: enqueue it again"
+            )
+    except Exception:
+        yield from discard(prefix, gate, [job.ref for job in created.values()])
+        raise
+    yield ScriptBatch("ungate", gate_calls(prefix, gate, list(created), "release"))
+    return [
+        JobRef(job.ref.id, job.ref.queue, created=(job.ref.queue, job.ref.id) in created)
+        for job in jobs
+    ]
+
+
+def _link_across(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
+    """Link each new job to its parents in other queues; a parent that ended already counts
+    at once (resolve.lua). InvalidJobOption for a parent that does not exist."""
+    edges = [(job, parent) for job in jobs for parent in job.parents if parent[0] != job.ref.queue]
+    if not edges:
+        return None
+    calls = []
+    for job, (queue, parent_id) in edges:
+        keys = QueueKeys(prefix, queue)
+        calls.append(([keys.job(parent_id), keys.dependants(parent_id)], [_edge(job.ref)]))
+    replies = yield ScriptBatch("link", calls)
+    resolved = []
+    for (job, (queue, parent_id)), status in zip(edges, replies, strict=True):
+        if isinstance(status, Exception):
+            raise status
+        if status is None:
+            raise _missing([b"missing", queue.encode(), parent_id.encode()])
+        if status in (b"succeeded", b"failed", b"aborted"):
+            keys = QueueKeys(prefix, job.ref.queue)
+            resolved.append(
+                (
+                    [keys.job(job.ref.id), keys.waits(job.ref.id)],
+                    [job.ref.id, f"{queue} {parent_id}", status.decode()],
+                )
+            )
+    if resolved:
+        yield ScriptBatch("resolve", resolved)
+    return None
+
+
+def _edge(ref: JobRef) -> str:
+    return edge(ref.queue, ref.id)
+
+
+def discard(prefix: str, gate: str, refs: Sequence[JobRef]) -> Operation:
+    """Delete the held jobs of a flow that was never committed, and take them off their
+    parents."""
+    jobs = [(ref.queue, ref.id) for ref in refs]
+    if not jobs:
+        return None
+    replies = yield ScriptBatch("ungate", gate_calls(prefix, gate, jobs, "discard"))
+    detach = detach_discarded(prefix, jobs, replies)
+    if detach:
+        yield ScriptBatch("detach", detach)
+    return None
+
+
+HandleType = TypeVar("HandleType")
+
+
+class Flow(Generic[HandleType]):
     """A graph of jobs built with `enqueue` and stored all at once (`Client.flow()`,
     `SyncClient.flow()`): every job or none, and none starts before all are stored."""
 
-    def __init__(self, producer: Any, handle_type: Any) -> None:
+    def __init__(self, producer: Any, handle_type: Callable[[Any, JobRef], HandleType]) -> None:
         self._producer = producer
         self._handle_type = handle_type
         self._jobs: list[GraphJob] = []
-        self._handles: list[Any] = []
+        self._handles: list[HandleType] = []
         self._ids: set[tuple[str, str]] = set()
 
     def enqueue(
@@ -178,7 +268,7 @@ class Flow:
         group: str | None = None,
         cost: int | None = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> HandleType:
         """Add a job to the flow (stored when the flow's block ends); returns its handle, which
         later jobs of the flow may name in `after`. The options are those of `Client.enqueue`."""
         producer = self._producer
@@ -205,4 +295,4 @@ class Flow:
     def stored(self, refs: Sequence[JobRef]) -> None:
         """Give the handles what storing found (`created`)."""
         for handle, ref in zip(self._handles, refs, strict=True):
-            handle._ref = ref
+            handle._ref = ref  # type: ignore[attr-defined]

@@ -67,13 +67,22 @@ class Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class ScriptBatch:
+    """Run one Lua script once per (keys, args), in one pipeline: the replies in order, with an
+    exception object for a call Redis refused."""
+
+    name: str
+    calls: Sequence[tuple[Sequence[str], Sequence[Argument]]]
+
+
+@dataclass(frozen=True, slots=True)
 class Deliver:
     """Hand `items` to the reader of a streaming operation (Client.stream); the reply is None."""
 
     items: Sequence[Any]
 
 
-Request = ScriptCall | Command | Pause | Deliver
+Request = ScriptCall | ScriptBatch | Command | Pause | Deliver
 Operation = Generator[Request, Any, Any]
 
 

@@ -15,12 +15,20 @@ import redis.retry
 from jobd.client.events import KEEPALIVE_SECONDS, sse_message
 from jobd.client.flows import Flow, HasRef
 from jobd.client.limits import SyncLimitHold
-from jobd.client.operations import Command, Deliver, Operation, Pause, Request, ScriptCall
+from jobd.client.operations import (
+    Command,
+    Deliver,
+    Operation,
+    Pause,
+    Request,
+    ScriptBatch,
+    ScriptCall,
+)
 from jobd.client.producer import Call, Handle, Producer, options_from_config
 from jobd.events import JobEvent
 from jobd.model import JobInfo, JobStatus
 from jobd.redis.connect import RETRY_ATTEMPTS, connection_options, open_sync, retry_backoff
-from jobd.redis.scripts import run_sync, run_sync_replicated
+from jobd.redis.scripts import run_sync, run_sync_many, run_sync_replicated
 from jobd.serializer import DEFAULT_MAX_BYTES
 
 
@@ -111,6 +119,8 @@ class SyncClient(Producer):
             )  # fmt: skip
         if isinstance(request, ScriptCall):
             return run_sync(self.redis, request.name, request.keys, request.args)
+        if isinstance(request, ScriptBatch):
+            return run_sync_many(self.redis, request.name, request.calls)
         if isinstance(request, Pause):
             time.sleep(request.seconds)
             return None
@@ -232,7 +242,7 @@ class SyncJob(Handle):
         return aborted
 
 
-class SyncFlow(Flow):
+class SyncFlow(Flow[SyncJob]):
     """A graph of jobs stored when its `with` block ends (see SyncClient.flow)."""
 
     def __enter__(self) -> SyncFlow:

@@ -33,6 +33,9 @@ one Redis Cluster slot and each Lua script touches a single slot.
                                           ended yet: it keeps its result for them
     <prefix>:{<queue>}:settled      LIST  ended jobs of workflows whose dependants a worker has yet
                                           to tell (see jobd/redis/lua/_lib.lua, Workflows)
+    <prefix>:{<queue>}:gated        ZSET  job id -> when stored: jobs of a flow over several queues
+                                          (Redis Cluster) held until the flow is committed
+    <prefix>:flow:{<gate>}          STR   "committed" or "abandoned": the fate of such a flow
     <prefix>:{<queue>}:held         ZSET  key base of a limit with jobs held back -> when to look again
     <prefix>:{<queue>}:limit:<name>:[g:<group>:]<role>   the state of limit <name> (for one group
                                           of a per-group limit): running, starts, costs, spent,
@@ -149,6 +152,10 @@ class QueueKeys:
     @property
     def waiting(self) -> str:
         return self.base + "waiting"
+
+    @property
+    def gated(self) -> str:
+        return self.base + "gated"
 
     @property
     def settled(self) -> str:

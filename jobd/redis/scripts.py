@@ -32,6 +32,7 @@ SCRIPT_NAMES = (
     "finish",
     "flow",
     "follow",
+    "link",
     "observe",
     "promote",
     "reap",
@@ -43,13 +44,16 @@ SCRIPT_NAMES = (
     "set_cost",
     "settled",
     "throttle",
+    "ungate",
 )
 
 
-ALLOW_OOM = frozenset(SCRIPT_NAMES) - {"enqueue", "flow", "cron", "acquire", "emit", "follow"}
+ALLOW_OOM = frozenset(SCRIPT_NAMES) - {
+    "enqueue", "flow", "link", "cron", "acquire", "emit", "follow",
+}  # fmt: skip
 """Scripts that Redis runs even at maxmemory (shebang flag allow-oom, Redis 7): they move jobs that
 exist (claim, heartbeats, finish, retry, reap ...), so that workers finish what Redis holds while
-producers are refused. `enqueue`, `flow` and `cron` create jobs, `acquire` a producer's hold: at
+producers are refused. `enqueue`, `flow` (with `link`) and `cron` create jobs, `acquire` a producer's hold: at
 maxmemory Redis refuses them with OOM before they write anything. Found by tests/chaos F20:
 without the flag a full Redis also refused every heartbeat and finish, and the workers stalled.
 `emit` and `follow` add job events, refused at maxmemory too: the worker then drops the batch,
@@ -138,27 +142,49 @@ async def run_async(
         return await execute_raw(client, "EVAL", script.source, len(keys), *keys, *args)
 
 
+ScriptArguments = Sequence[tuple[Sequence[str], Sequence[Argument]]]
+
+
+def _many(pipe: Any, script: Script, calls: ScriptArguments, indexes: Sequence[int] | None) -> Any:
+    for i in range(len(calls)) if indexes is None else indexes:
+        keys, args = calls[i]
+        if indexes is None:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        else:
+            pipe.execute_command("EVAL", script.source, len(keys), *keys, *args)
+    return pipe
+
+
+def _unknown(replies: list[Any]) -> list[int]:
+    return [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+
+
 async def run_async_many(
-    client: redis.asyncio.Redis,
-    name: str,
-    calls: Sequence[tuple[Sequence[str], Sequence[Argument]]],
+    client: redis.asyncio.Redis, name: str, calls: ScriptArguments
 ) -> list[Any]:
     """Run a script once per `(keys, args)` in one pipeline (not a transaction): the replies in
     order, an exception object in place of the reply of a call Redis refused (OOM, ...). Calls
     Redis did not know the script for are sent again with its source (the script must be safe to
     run twice, as every jobd script is)."""
     script = _checked(name, calls[0][0]) if calls else SCRIPTS[name]
-    pipe = client.pipeline(transaction=False)
-    for keys, args in calls:
-        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    pipe = _many(client.pipeline(transaction=False), script, calls, None)
     replies: list[Any] = await pipe.execute(raise_on_error=False)
-    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if missing:
-        pipe = client.pipeline(transaction=False)
-        for i in missing:
-            keys, args = calls[i]
-            pipe.execute_command("EVAL", script.source, len(keys), *keys, *args)
+    if missing := _unknown(replies):
+        pipe = _many(client.pipeline(transaction=False), script, calls, missing)
         for i, reply in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
+            replies[i] = reply
+    return replies
+
+
+def run_sync_many(client: redis.Redis, name: str, calls: ScriptArguments) -> list[Any]:
+    """`run_async_many` on a synchronous client."""
+    script = _checked(name, calls[0][0]) if calls else SCRIPTS[name]
+    replies: list[Any] = _many(client.pipeline(transaction=False), script, calls, None).execute(
+        raise_on_error=False
+    )
+    if missing := _unknown(replies):
+        pipe = _many(client.pipeline(transaction=False), script, calls, missing)
+        for i, reply in zip(missing, pipe.execute(raise_on_error=False), strict=True):
             replies[i] = reply
     return replies
 

@@ -16,12 +16,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Any
 
 import redis.asyncio
 
 from jobd.errors import JobAborted, JobFailed, JobNotFound
 from jobd.model import JobStatus, decode_error
+from jobd.redis.graph import (
+    FLOW_KEY_MS,
+    GATE_MS,
+    detach_discarded,
+    edge,
+    flow_key,
+    gate_calls,
+    parse_edge,
+)
 from jobd.redis.keys import QueueKeys, member_text
 from jobd.redis.scripts import run_async, run_async_many
 from jobd.serializer import Serializer
@@ -36,15 +46,6 @@ SWEEP_SECONDS = 1.0
 """How often the resolver looks at the settled lists without being woken (jobs that ended on
 another worker that died before it told their dependants, waiting jobs aborted by a client)."""
 ENDED = (b"succeeded", b"failed", b"aborted")
-
-
-def edge(queue: str, job_id: str) -> str:
-    return f"{queue} {job_id}"
-
-
-def parse_edge(member: bytes | str) -> tuple[str, str]:
-    queue, _, job_id = member_text(member).partition(" ")
-    return queue, job_id
 
 
 def parents_of(value: bytes | str | None) -> list[tuple[str, str]]:
@@ -69,6 +70,8 @@ class Resolver:
         self.queues = context.settings.worker.queues
         self.wake = asyncio.Event()
         """Set when a job of a workflow ended here: its dependants are told at once."""
+        self.held_ms = GATE_MS
+        """How long a held flow (Redis Cluster) may wait for its producer's commit."""
 
     async def run(self) -> None:
         finished = self.context.finished
@@ -81,14 +84,44 @@ class Resolver:
                 await asyncio.wait_for(self.wake.wait(), SWEEP_SECONDS)
 
     async def settle_all(self) -> int:
-        """Settle up to BATCH ended jobs of each queue; how many there were."""
+        """Settle up to BATCH ended jobs of each queue, and look at its held flows; how many
+        settled jobs there were."""
         count = 0
         for queue in self.queues:
             keys = QueueKeys(self.prefix, queue)
             for member in await self.redis.lrange(keys.settled, 0, BATCH - 1):
                 await self.settle(queue, member_text(member))
                 count += 1
+            await self.sweep_held(queue)
         return count
+
+    async def sweep_held(self, queue: str) -> None:
+        """Flows over several queues (Redis Cluster) still held GATE_MS after they were stored:
+        released when their producer committed them and died before it lifted the gate,
+        discarded otherwise (marked abandoned first, so a late commit fails: every job or
+        none)."""
+        keys = QueueKeys(self.prefix, queue)
+        old = time.time() * 1000 - self.held_ms
+        for member in await self.redis.zrangebyscore(keys.gated, "-inf", old, start=0, num=BATCH):
+            job_id = member_text(member)
+            gate = await self.redis.hget(keys.job(job_id), "gate")
+            if gate is None:
+                await self.redis.zrem(keys.gated, job_id)
+                continue
+            gate_text = member_text(gate)
+            fate_key = flow_key(self.prefix, gate_text)
+            await self.redis.set(fate_key, "abandoned", nx=True, px=FLOW_KEY_MS)
+            held = [(queue, job_id)]
+            if await self.redis.get(fate_key) == b"committed":
+                await run_async_many(
+                    self.redis, "ungate", gate_calls(self.prefix, gate_text, held, "release")
+                )
+            else:
+                calls = gate_calls(self.prefix, gate_text, held, "discard")
+                replies = await run_async_many(self.redis, "ungate", calls)
+                if detach := detach_discarded(self.prefix, held, replies):
+                    await run_async_many(self.redis, "detach", detach)
+                logger.warning("job %s: its flow was never committed; discarded", job_id)
 
     async def settle(self, queue: str, job_id: str) -> None:
         keys = QueueKeys(self.prefix, queue)

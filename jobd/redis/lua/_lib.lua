@@ -417,3 +417,24 @@ local function keep_unneeded(job_key, id)
     keep_for(job_key, tonumber(state[2]))
   end
 end
+
+local JOB_ENDED = {succeeded = true, failed = true, aborted = true}
+
+-- Link the child `child_edge` to the parent with hash `parent_key` and dependants set
+-- `dependants_key`; returns the parent's status (false when the parent does not exist: nothing
+-- is linked then). A parent that ended already keeps its record (PERSIST, its TTL noted as
+-- keep_ms) until the child has ended, for parent_results().
+local function link_parent(parent_key, dependants_key, child_edge)
+  local state = redis.call('HMGET', parent_key, 'status', 'links')
+  if not state[1] then return false end
+  redis.call('SADD', dependants_key, child_edge)
+  if not state[2] then redis.call('HSET', parent_key, 'links', 1) end
+  if JOB_ENDED[state[1]] then
+    local ttl = redis.call('PTTL', parent_key)
+    if ttl > 0 then
+      redis.call('PERSIST', parent_key)
+      redis.call('HSETNX', parent_key, 'keep_ms', ttl)
+    end
+  end
+  return state[1]
+end

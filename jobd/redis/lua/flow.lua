@@ -6,18 +6,26 @@
 -- Atomic so that no job of the graph can start before the whole graph is stored, and no parent
 -- can end between the look at its status and the link to it. Replay-safe: jobs are deduplicated
 -- by id (an existing job is neither stored again nor linked), and links are set members.
--- Its keys may span queues: on Redis Cluster the client keeps one call to one queue.
+-- Its keys may span queues. On Redis Cluster, a graph over several queues is stored one queue
+-- per call (ARGV[4]), each job held by the flow's gate (ARGV[3]) until every call is done and the
+-- client released the gate (see jobd/client/flows.py and ungate.lua).
 -- KEYS[1] the hash of the graph's first job, KEYS[2..] those of the others, in the order of
 -- ARGV[2] (other keys are named from ARGV[1]: they share the hash tag of their job's queue)
 -- ARGV[1] key prefix  ARGV[2] the graph as JSON, every parent in it before its children: per job
 -- [queue, id, function, payload, signature, priority, max_tries, timeout ms, delay ms, at ms,
 -- expires ms, group, cost ('' = unset), after_failure ('fail' or 'run'), parents [[queue, id]]]
+-- ARGV[3] the flow's gate ('' = none): each new job also waits for the edge "~ <gate>", is
+-- indexed in its queue's 'gated' ZSET and notes the gate in its field 'gate'
+-- ARGV[4] '1' when the call holds one queue's share of a graph over several queues: parents in
+-- other queues are neither checked nor linked here (the client links them with link.lua)
 -- Returns {'ok', created (1 or 0), status, ...} per job, or {'missing', queue, id} when that
 -- parent is neither stored nor in the graph (nothing was stored)
 local prefix = ARGV[1]
 local graph = cjson.decode(ARGV[2])
+local gate = ARGV[3] or ''
+local one_queue = ARGV[4] == '1'
 local now = now_ms()
-local ENDED = {succeeded = true, failed = true, aborted = true}
+local ENDED = JOB_ENDED
 
 local function base_for(queue)
   return prefix .. ':{' .. queue .. '}:'
@@ -25,9 +33,14 @@ end
 
 local in_graph = {}
 for _, job in ipairs(graph) do in_graph[job[1] .. ' ' .. job[2]] = true end
+-- a parent this call does not link: in another queue, on Cluster
+local function elsewhere(job, parent)
+  return one_queue and parent[1] ~= job[1]
+end
+
 for _, job in ipairs(graph) do
   for _, parent in ipairs(job[15]) do
-    if not in_graph[parent[1] .. ' ' .. parent[2]]
+    if not in_graph[parent[1] .. ' ' .. parent[2]] and not elsewhere(job, parent)
         and redis.call('EXISTS', base_for(parent[1]) .. 'job:' .. parent[2]) == 0 then
       return {'missing', parent[1], parent[2]}
     end
@@ -37,19 +50,8 @@ end
 -- Link `child` (an edge) to the parent `parent` ({queue, id}); returns the parent's status.
 local function link(parent, child)
   local parent_base = base_for(parent[1])
-  local parent_key = parent_base .. 'job:' .. parent[2]
-  local state = redis.call('HMGET', parent_key, 'status', 'links')
-  redis.call('SADD', parent_base .. 'dependants:' .. parent[2], child)
-  if not state[2] then redis.call('HSET', parent_key, 'links', 1) end
-  if ENDED[state[1]] then
-    -- ended without waiting for this child: keep it until the child has ended
-    local ttl = redis.call('PTTL', parent_key)
-    if ttl > 0 then
-      redis.call('PERSIST', parent_key)
-      redis.call('HSETNX', parent_key, 'keep_ms', ttl)
-    end
-  end
-  return state[1]
+  return link_parent(parent_base .. 'job:' .. parent[2], parent_base .. 'dependants:' .. parent[2],
+    child)
 end
 
 local reply = {'ok'}
@@ -65,7 +67,8 @@ for i, job in ipairs(graph) do
     local edge = queue .. ' ' .. id
     local waits, failed, failed_status = {}, nil, nil
     for _, parent in ipairs(job[15]) do
-      local status = link(parent, edge)
+      local status = nil -- not linked here: the client links it, and it counts as waiting
+      if not elsewhere(job, parent) then status = link(parent, edge) end
       if not ENDED[status] then
         waits[#waits + 1] = parent[1] .. ' ' .. parent[2]
       elseif status ~= 'succeeded' and job[14] == 'fail' and not failed then
@@ -81,6 +84,13 @@ for i, job in ipairs(graph) do
     local extra = nil
     if #job[15] > 0 then
       extra = {'links', 1, 'parents', cjson.encode(job[15]), 'after_failure', job[14]}
+    end
+    if gate ~= '' then
+      waits[#waits + 1] = '~ ' .. gate
+      extra = extra or {}
+      extra[#extra + 1] = 'gate'
+      extra[#extra + 1] = gate
+      redis.call('ZADD', base .. 'gated', now, id)
     end
     local waiting_key = nil
     if #waits > 0 or failed then waiting_key = base .. 'waiting' end
