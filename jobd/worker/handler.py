@@ -34,6 +34,7 @@ from jobd.worker.functions import RegisteredFunction
 from jobd.worker.limits import CostChannel, NoCostLimits, cost_limits, pause_for
 from jobd.worker.runner import ClaimedJob, Outcome, Result, Runner
 from jobd.worker.running import RunningJob
+from jobd.worker.stats import OutcomeCounts
 from jobd.worker.store import Claim, Finish, Reaped
 
 logger = logging.getLogger("jobd.jobs")
@@ -92,6 +93,7 @@ class JobHandler:
         functions: Mapping[str, RegisteredFunction],
         events: EventWriter,
         resolver: Resolver,
+        outcomes: OutcomeCounts,
         signing_key: bytes | None = None,
     ) -> None:
         """`signing_key`: with worker.signing_key, only jobs signed with it run (jobd.signing)."""
@@ -105,6 +107,7 @@ class JobHandler:
         self.functions = functions
         self.events = events
         self.resolver = resolver
+        self.outcomes = outcomes
         self.signing_key = signing_key
         self._cache: dict[tuple[str, str], _Series] = {}
         self._cron_names = frozenset(entry.name for entry in self.settings.cron)
@@ -250,7 +253,11 @@ class JobHandler:
             return job.max_tries or defaults.max_tries, defaults.keep_result, defaults.retry
         return job.max_tries or function.max_tries, function.keep_result, function.retry
 
-    def _finished(self, job: ClaimedJob, outcome: str, seconds: float) -> None:
+    def _finished(
+        self, job: ClaimedJob, outcome: str, seconds: float, *, final: bool = False
+    ) -> None:
+        """A try ended as `outcome` (`final`: the job failed for good): metrics and stats."""
+        self.outcomes.count(job.queue, job.function, outcome, final=final)
         series = self._series(job.queue, job.function)
         series.finished[outcome].inc()
         series.duration.observe(seconds)
@@ -305,7 +312,7 @@ class JobHandler:
             Finish(job, "failed", encode_error(error), keep_ms, True)
         )
         if self._stored(job, verdict, seconds):
-            self._finished(job, outcome, seconds)
+            self._finished(job, outcome, seconds, final=True)
             reason = _DEAD_REASONS.get(error.type, "failed")
             self.metrics.dead_lettered.labels(job.queue, self._label(job.function), reason).inc()
             logger.error(
@@ -348,7 +355,7 @@ class JobHandler:
         )  # fmt: skip
         paused = ",".join(name for name, _ in pause.limits)
         if verdict == "dead":
-            self._finished(job, "failed", seconds)
+            self._finished(job, "failed", seconds, final=True)
             self.metrics.dead_lettered.labels(
                 job.queue, self._label(job.function), "throttled"
             ).inc()

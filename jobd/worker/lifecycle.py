@@ -42,6 +42,7 @@ from jobd.worker.resilience import RedisCaller, RedisHealth
 from jobd.worker.runner import Runner
 from jobd.worker.running import RunningJobs
 from jobd.worker.scheduler import CronScheduler
+from jobd.worker.stats import OutcomeCounts
 from jobd.worker.store import Store
 
 logger = logging.getLogger("jobd.worker")
@@ -150,6 +151,7 @@ class Worker:
         self.finisher = Finisher(self.store, self.call)
         self.events = EventWriter.for_worker(self.redis, settings, self.call, self.metrics)
         self.resolver = Resolver(context, serializer=runner.result_serializer)
+        self.outcomes = OutcomeCounts(settings.redis.key_prefix)
         self.handler = JobHandler(
             context,
             runner=runner,
@@ -157,9 +159,10 @@ class Worker:
             functions=self.functions,
             events=self.events,
             resolver=self.resolver,
+            outcomes=self.outcomes,
             signing_key=signing_key,
         )
-        self.monitor = Monitor(context)
+        self.monitor = Monitor(context, outcomes=self.outcomes)
         self.leases = LeaseKeeper(
             context,
             functions=self.functions,

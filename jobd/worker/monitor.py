@@ -19,6 +19,7 @@ from jobd.redis.connect import connection_options, open_async
 from jobd.redis.keys import RegistryKeys, member_text
 from jobd.worker.context import WorkerContext
 from jobd.worker.limits import published_limits
+from jobd.worker.stats import OutcomeCounts
 
 logger = logging.getLogger("jobd.monitor")
 
@@ -32,8 +33,10 @@ STATS_INTERVAL = 5.0
 class Monitor:
     """The observation loops of one worker."""
 
-    def __init__(self, context: WorkerContext) -> None:
+    def __init__(self, context: WorkerContext, *, outcomes: OutcomeCounts) -> None:
+        """`outcomes`: the handler's counts, added to Redis's minute buckets with each refresh."""
         self.context = context
+        self.outcomes = outcomes
         self.settings = context.settings
         self.finished = context.finished
         self.started_at_ms = round(time.time() * 1000)
@@ -98,6 +101,7 @@ class Monitor:
         while not self.finished.is_set():
             try:
                 await self._queue_figures()
+                await self.outcomes.flush(self.context.redis)
             except (redis.exceptions.RedisError, OSError) as error:
                 logger.debug("queue figures not refreshed: %s", error)
             except Exception:  # a figure must never stop the worker (its TaskGroup)

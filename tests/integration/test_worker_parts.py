@@ -27,6 +27,7 @@ from jobd.worker.leases import LeaseKeeper
 from jobd.worker.resilience import RedisCaller, RedisHealth
 from jobd.worker.runner import ClaimedJob, Runner
 from jobd.worker.running import RunningJob, RunningJobs
+from jobd.worker.stats import STATS_KEEP_MS, OutcomeCounts, stats_key
 from jobd.worker.store import Reaped, Store
 from tests.support.wait import async_wait_until
 from tests.support.worker import settings_for
@@ -80,6 +81,7 @@ async def parts_for(settings: Settings, worker_id: str = "host:1:parts") -> Asyn
             functions=functions,
             events=EventWriter.for_worker(redis, settings, call, metrics),
             resolver=Resolver(context, serializer=runner.result_serializer),
+            outcomes=OutcomeCounts(settings.redis.key_prefix),
         )
         try:
             yield Parts(context, handler)
@@ -193,3 +195,28 @@ async def test_the_lease_keeper_renews_reports_and_cancels_an_aborted_run(
             await async_wait_until(lambda: len(running) == 0, timeout=5)
         finally:
             await keeper.close()
+
+
+async def test_outcome_counts_go_to_the_minute_bucket_of_their_queue(
+    redis_url: str, key_prefix: str, client: Client
+) -> None:
+    """The dashboard's throughput and failures per function: the handler counts, a flush adds
+    the counts to Redis (no call per job)."""
+    settings = settings_for(redis_url, key_prefix, functions={"fail": {"max_tries": 1}})
+    jobs = [await client.enqueue("echo", n) for n in range(3)] + [await client.enqueue("fail")]
+    async with parts_for(settings) as parts:
+        claim = await parts.context.store.claim("default", 10)
+        for job in claim.jobs:
+            await parts.handler.handle(RunningJob(job), claim.now_ms)
+        assert [await job.status() for job in jobs][-1] == JobStatus.FAILED
+        minute = claim.now_ms // 60_000
+        await parts.handler.outcomes.flush(parts.context.redis, claim.now_ms)
+        key = stats_key(key_prefix, "default", minute)
+        assert await parts.context.redis.hgetall(key) == {
+            b"succeeded": b"3",
+            b"failed": b"1",
+            b"failed:fail": b"1",
+        }
+        assert 0 < await parts.context.redis.pttl(key) <= STATS_KEEP_MS
+        await parts.handler.outcomes.flush(parts.context.redis, claim.now_ms)  # nothing new
+        assert (await parts.context.redis.hget(key, "succeeded")) == b"3"
