@@ -36,6 +36,8 @@ one Redis Cluster slot and each Lua script touches a single slot.
     <prefix>:{<queue>}:gated        ZSET  job id -> when stored: jobs of a flow over several queues
                                           (Redis Cluster) held until the flow is committed
     <prefix>:flow:{<gate>}          STR   "committed" or "abandoned": the fate of such a flow
+    <prefix>:{<queue>}:stats:<minute>  HASH outcome -> tries that ended so in that minute, and
+                                          failed:<function> (see jobd.worker.stats)
     <prefix>:{<queue>}:held         ZSET  key base of a limit with jobs held back -> when to look again
     <prefix>:{<queue>}:limit:<name>:[g:<group>:]<role>   the state of limit <name> (for one group
                                           of a per-group limit): running, starts, costs, spent,
