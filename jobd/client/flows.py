@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
+from jobd.client import tracing
 from jobd.client.operations import (
     Command,
     EnqueueOptions,
@@ -50,23 +51,29 @@ class GraphJob:
     ref: JobRef
     function: str
     payload: bytes
-    signature: bytes
     options: EnqueueOptions
     after_failure: str
     parents: tuple[tuple[str, str], ...]
 
-    def row(self) -> list[Any]:
+    def row(self, headers: bytes, signing_key: bytes | None) -> list[Any]:
+        """The job as flow.lua takes it, carrying `headers` and signed with them."""
         options = self.options
+        ref = self.ref
+        signature = (
+            sign(signing_key, ref.id, ref.queue, self.function, self.payload, headers)
+            if signing_key
+            else b""
+        )
 
         def blank(value: int | None) -> Any:
             return "" if value is None else value
 
         return [
-            self.ref.queue, self.ref.id, self.function, self.payload.decode(),
-            self.signature.decode(), options.priority, blank(options.max_tries),
-            blank(options.timeout_ms), blank(options.delay_ms), blank(options.at_ms),
-            blank(options.expires_ms), options.group or "", blank(options.cost),
-            self.after_failure, [list(parent) for parent in self.parents],
+            ref.queue, ref.id, self.function, self.payload.decode(), signature.decode(),
+            options.priority, blank(options.max_tries), blank(options.timeout_ms),
+            blank(options.delay_ms), blank(options.at_ms), blank(options.expires_ms),
+            options.group or "", blank(options.cost), self.after_failure,
+            [list(parent) for parent in self.parents], headers.decode(),
         ]  # fmt: skip
 
 
@@ -106,7 +113,6 @@ def graph_job(
     parents: tuple[tuple[str, str], ...],
     after_failure: str,
     serializer: Serializer,
-    signing_key: bytes | None,
 ) -> GraphJob:
     """Check and encode one job of a graph (nothing is sent)."""
     function, args, kwargs = call
@@ -115,12 +121,20 @@ def graph_job(
     if (ref.queue, ref.id) in parents:
         raise InvalidJobOption(f"job {ref.id} cannot wait for itself")
     payload = encode_payload(serializer, args, kwargs)
-    signature = sign(signing_key, ref.id, ref.queue, name, payload) if signing_key else b""
-    return GraphJob(ref, name, payload, signature, options, after_failure, parents)
+    return GraphJob(ref, name, payload, options, after_failure, parents)
 
 
-def _rows(jobs: Sequence[GraphJob]) -> str:
-    return json.dumps([job.row() for job in jobs], ensure_ascii=False, separators=(",", ":"))
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What every job of one store carries: the trace headers, signed with the key."""
+
+    headers: bytes = b""
+    signing_key: bytes | None = None
+
+
+def _rows(jobs: Sequence[GraphJob], stamp: Stamp) -> str:
+    rows = [job.row(stamp.headers, stamp.signing_key) for job in jobs]
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
 def _missing(reply: list[Any]) -> InvalidJobOption:
@@ -131,16 +145,41 @@ def _missing(reply: list[Any]) -> InvalidJobOption:
     )
 
 
-def store_graph(prefix: str, jobs: Sequence[GraphJob], *, cluster: bool = False) -> Operation:
+def store_graph(
+    prefix: str,
+    jobs: Sequence[GraphJob],
+    *,
+    cluster: bool = False,
+    signing_key: bytes | None = None,
+    tracer: Any = None,
+) -> Operation:
     """Store the graph; returns the JobRefs (created or deduplicated). One flow.lua call, except
-    on Redis Cluster for a graph over several queues (see `_store_held`)."""
+    on Redis Cluster for a graph over several queues (see `_store_held`). With `tracer`, the
+    whole graph is one `send` span (jobd.client.tracing)."""
+    send = None
+    if tracer is not None:
+        queue = ",".join(sorted({job.ref.queue for job in jobs}))
+        ids = [job.ref.id for job in jobs]
+        send = tracing.start_send(tracer, queue, ids, [job.function for job in jobs])
+    stamp = Stamp(send.headers if send is not None else b"", signing_key)
+    try:
+        refs: list[JobRef] = yield from _store(prefix, jobs, stamp, cluster)
+    except Exception as error:
+        tracing.end_send(send, error)
+        raise
+    tracing.end_send(send)
+    return refs
+
+
+def _store(prefix: str, jobs: Sequence[GraphJob], stamp: Stamp, cluster: bool) -> Operation:
     queues = {job.ref.queue for job in jobs} | {q for job in jobs for q, _ in job.parents}
-    if cluster and len(queues) > 1:
-        refs: list[JobRef] = yield from _store_held(prefix, jobs)
+    edges = sum(len(job.parents) for job in jobs)
+    if (cluster and len(queues) > 1) or len(jobs) > PART or edges > PART:
+        refs: list[JobRef] = yield from _store_held(prefix, jobs, stamp)
         return refs
     keys = [QueueKeys(prefix, job.ref.queue).job(job.ref.id) for job in jobs]
     try:
-        reply = yield ScriptCall("flow", keys, [prefix, _rows(jobs), "", "0"], durable=True)
+        reply = yield ScriptCall("flow", keys, [prefix, _rows(jobs, stamp), "", "0"], durable=True)
     except NotReplicated as error:
         ids = [job.ref.id for job in jobs]
         raise NotReplicated(f"{error}; job ids: {', '.join(ids)}", ids) from None
@@ -152,12 +191,18 @@ def store_graph(prefix: str, jobs: Sequence[GraphJob], *, cluster: bool = False)
     ]
 
 
-def _store_held(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
-    """A graph over several queues on Redis Cluster, where one script reaches one queue: each
-    queue's share is stored held by a gate (no job can start), the links across queues are
-    made, the flow is committed (a key of its own, SET NX), and only then the gate is lifted.
-    Any failure before the commit discards what was stored; a producer that dies half way leaves
-    a held flow that a worker discards after GATE_MS (jobd.worker.flows). Every job or none."""
+PART = 500
+"""Jobs per flow.lua call, and calls per pipeline, of a graph stored in parts."""
+
+
+def _store_held(prefix: str, jobs: Sequence[GraphJob], stamp: Stamp) -> Operation:
+    """A graph in parts: over several queues on Redis Cluster (one script reaches one queue), or
+    larger than PART jobs or edges anywhere (one script for all of it would hold Redis for
+    long). Each part (one queue, at most PART jobs) is stored held by a gate, so no job can
+    start; the links are made, PART per pipeline (link.lua); the flow is committed (a key of its
+    own, SET NX); only then the gate is lifted. Any failure before the commit discards what was
+    stored; a producer that dies half way leaves a held flow that a worker discards after
+    GATE_MS (jobd.worker.flows). Every job or none, and no Redis call is long."""
     gate = new_job_id()
     shares: dict[str, list[GraphJob]] = {}
     for job in jobs:
@@ -165,13 +210,15 @@ def _store_held(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
     created: dict[tuple[str, str], GraphJob] = {}
     try:
         for queue, share in shares.items():
-            keys = [QueueKeys(prefix, queue).job(job.ref.id) for job in share]
-            reply = yield ScriptCall("flow", keys, [prefix, _rows(share), gate, "1"], durable=True)
-            if reply[0] == b"missing":
-                raise _missing(reply)
-            for index, job in enumerate(share):
-                if reply[1 + 2 * index]:
-                    created[(job.ref.queue, job.ref.id)] = job
+            for first in range(0, len(share), PART):
+                part = share[first : first + PART]
+                keys = [QueueKeys(prefix, queue).job(job.ref.id) for job in part]
+                reply = yield ScriptCall(
+                    "flow", keys, [prefix, _rows(part, stamp), gate, "1"], durable=True
+                )
+                for index, job in enumerate(part):
+                    if reply[1 + 2 * index]:
+                        created[(job.ref.queue, job.ref.id)] = job
         yield from _link_across(prefix, list(created.values()))
         fate = yield Command(("SET", flow_key(prefix, gate), "committed", "NX", "PX", FLOW_KEY_MS))
         if fate is None:
@@ -182,7 +229,9 @@ def _store_held(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
     except Exception:
         yield from discard(prefix, gate, [job.ref for job in created.values()])
         raise
-    yield ScriptBatch("ungate", gate_calls(prefix, gate, list(created), "release"))
+    released = gate_calls(prefix, gate, list(created), "release")
+    for first in range(0, len(released), PART):
+        yield ScriptBatch("ungate", released[first : first + PART])
     return [
         JobRef(job.ref.id, job.ref.queue, created=(job.ref.queue, job.ref.id) in created)
         for job in jobs
@@ -190,16 +239,18 @@ def _store_held(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
 
 
 def _link_across(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
-    """Link each new job to its parents in other queues; a parent that ended already counts
+    """Link each new job to its parents, PART per pipeline; a parent that ended already counts
     at once (resolve.lua). InvalidJobOption for a parent that does not exist."""
-    edges = [(job, parent) for job in jobs for parent in job.parents if parent[0] != job.ref.queue]
+    edges = [(job, parent) for job in jobs for parent in job.parents]
     if not edges:
         return None
     calls = []
     for job, (queue, parent_id) in edges:
         keys = QueueKeys(prefix, queue)
         calls.append(([keys.job(parent_id), keys.dependants(parent_id)], [_edge(job.ref)]))
-    replies = yield ScriptBatch("link", calls)
+    replies = []
+    for first in range(0, len(calls), PART):
+        replies += yield ScriptBatch("link", calls[first : first + PART])
     resolved = []
     for (job, (queue, parent_id)), status in zip(edges, replies, strict=True):
         if isinstance(status, Exception):
@@ -214,8 +265,8 @@ def _link_across(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
                     [job.ref.id, f"{queue} {parent_id}", status.decode()],
                 )
             )
-    if resolved:
-        yield ScriptBatch("resolve", resolved)
+    for first in range(0, len(resolved), PART):
+        yield ScriptBatch("resolve", resolved[first : first + PART])
     return None
 
 
@@ -278,7 +329,7 @@ class Flow(Generic[HandleType]):
         )  # fmt: skip
         job = graph_job(
             options, (function, args, kwargs), job_id, parent_edges(after or (), options.queue),
-            check_after_failure(after_failure), producer.serializer, producer.signing_key,
+            check_after_failure(after_failure), producer.serializer,
         )  # fmt: skip
         edge = (job.ref.queue, job.ref.id)
         if edge in self._ids:
@@ -290,7 +341,11 @@ class Flow(Generic[HandleType]):
         return handle
 
     def operation(self) -> Operation:
-        return store_graph(self._producer.key_prefix, self._jobs, cluster=self._producer.cluster)
+        producer = self._producer
+        return store_graph(
+            producer.key_prefix, self._jobs, cluster=producer.cluster,
+            signing_key=producer.signing_key, tracer=producer.tracer,
+        )  # fmt: skip
 
     def stored(self, refs: Sequence[JobRef]) -> None:
         """Give the handles what storing found (`created`)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from jobd.client import tracing
 from jobd.errors import (
     InvalidJobOption,
     JobAborted,
@@ -226,14 +227,22 @@ def enqueue(
     job_ids: Sequence[str | None] | None = None,
     strict: bool = False,
     signing_key: bytes | None = None,
+    tracer: Any = None,
 ) -> Operation:
     """Store jobs of one queue in one script call; returns their JobRefs in order. With
-    `signing_key`, each job carries its signature (jobd.signing)."""
+    `signing_key`, each job carries its signature (jobd.signing); with `tracer`, the call is a
+    `send` span whose context the jobs carry (jobd.client.tracing)."""
     fixed_keys, job_prefix = _enqueue_keys(prefix, options.queue)
     calls = list(calls)
     ids = [
         check_job_id(i) if i is not None else new_job_id() for i in job_ids or [None] * len(calls)
     ]
+    names = [check_function(function) for function, _, _ in calls]
+    payloads = [encode_payload(serializer, args, kwargs) for _, args, kwargs in calls]
+    if strict:
+        yield from check_registered(prefix, options.queue, set(names))
+    send = tracing.start_send(tracer, options.queue, ids, names) if tracer is not None else None
+    headers = send.headers if send is not None else b""
     arguments: list[Argument] = [
         options.queue,
         options.priority,
@@ -244,21 +253,25 @@ def enqueue(
         _blank(options.expires_ms),
         options.group or "",
         _blank(options.cost),
+        headers,
     ]
-    for job_id, (function, args, kwargs) in zip(ids, calls, strict=True):
-        name = check_function(function)
-        payload = encode_payload(serializer, args, kwargs)
-        signature = sign(signing_key, job_id, options.queue, name, payload) if signing_key else b""
+    for job_id, name, payload in zip(ids, names, payloads, strict=True):
+        signature = (
+            sign(signing_key, job_id, options.queue, name, payload, headers) if signing_key else b""
+        )
         arguments += [job_id, name, payload, signature]
-    if strict:
-        yield from check_registered(prefix, options.queue, {call[0] for call in calls})
     try:
         reply = yield ScriptCall(
             "enqueue", [*fixed_keys, *[job_prefix + job_id for job_id in ids]], arguments,
             durable=True,
         )  # fmt: skip
     except NotReplicated as error:
+        tracing.end_send(send, error)
         raise NotReplicated(f"{error}; job ids: {', '.join(ids)}", ids) from None
+    except Exception as error:
+        tracing.end_send(send, error)
+        raise
+    tracing.end_send(send)
     return [
         JobRef(job_id, options.queue, created=bool(reply[2 * index]))
         for index, job_id in enumerate(ids)

@@ -13,7 +13,7 @@ from redis.exceptions import (
     OutOfMemoryError,
 )
 
-from jobd.client import events, flows
+from jobd.client import events, flows, tracing
 from jobd.client import operations as commands
 from jobd.client.operations import JobRef, Operation
 from jobd.config.settings import Durability, redact_url
@@ -53,6 +53,9 @@ def options_from_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
+_UNRESOLVED = object()
+
+
 class Producer:
     """Base of `Client` and `SyncClient`."""
 
@@ -66,7 +69,11 @@ class Producer:
         signing_key: str | bytes | None = None,
         enqueue_durability: str = Durability.PRIMARY,
         replica_timeout: float = 1.0,
+        tracing: bool = True,
     ) -> None:
+        self.tracing = tracing
+        """Trace enqueues when OpenTelemetry is installed and the app set a tracer provider."""
+        self._tracer: Any = _UNRESOLVED
         try:
             durability = Durability(enqueue_durability)
         except ValueError:
@@ -126,12 +133,19 @@ class Producer:
             )
         return commands.enqueue(
             self.key_prefix, options, normalized, self.serializer, job_ids=job_ids, strict=strict,
-            signing_key=self._signing_key,
+            signing_key=self._signing_key, tracer=self.tracer,
         )  # fmt: skip
 
     @property
     def signing_key(self) -> bytes | None:
         return self._signing_key
+
+    @property
+    def tracer(self) -> Any:
+        """The OpenTelemetry tracer of `send` spans, or None (see jobd.client.tracing)."""
+        if self._tracer is _UNRESOLVED:
+            self._tracer = tracing.tracer_for(self.tracing)
+        return self._tracer
 
     def _enqueue_after(
         self,
@@ -145,9 +159,7 @@ class Producer:
         parents = flows.parent_edges(after, options.queue)
         policy = flows.check_after_failure(after_failure)
         jobs = [
-            flows.graph_job(
-                options, call, job_id, parents, policy, self.serializer, self._signing_key
-            )
+            flows.graph_job(options, call, job_id, parents, policy, self.serializer)
             for call, job_id in zip(calls, job_ids or [None] * len(calls), strict=True)
         ]
         if strict:
@@ -155,8 +167,9 @@ class Producer:
                 self.key_prefix, options.queue, {call[0] for call in calls}
             )
         refs: list[JobRef] = yield from flows.store_graph(
-            self.key_prefix, jobs, cluster=self.cluster
-        )
+            self.key_prefix, jobs, cluster=self.cluster, signing_key=self._signing_key,
+            tracer=self.tracer,
+        )  # fmt: skip
         return refs
 
     def ref(self, job_id: str, queue: str | None) -> JobRef:

@@ -31,8 +31,9 @@ one Redis Cluster slot and each Lua script touches a single slot.
     <prefix>:{<queue>}:waits:<id>   SET   the parents ("<queue> <id>") job <id> still waits for
     <prefix>:{<queue>}:dependants:<id>  SET the children ("<queue> <id>") of job <id> that have not
                                           ended yet: it keeps its result for them
-    <prefix>:{<queue>}:settled      LIST  ended jobs of workflows whose dependants a worker has yet
-                                          to tell (see jobd/redis/lua/_lib.lua, Workflows)
+    <prefix>:{<queue>}:settled      ZSET  job id -> when it ended: ended jobs of workflows whose
+                                          dependants a worker has yet to tell (see
+                                          jobd/redis/lua/_lib.lua, Workflows)
     <prefix>:{<queue>}:gated        ZSET  job id -> when stored: jobs of a flow over several queues
                                           (Redis Cluster) held until the flow is committed
     <prefix>:flow:{<gate>}          STR   "committed" or "abandoned": the fate of such a flow

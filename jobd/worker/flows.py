@@ -1,12 +1,13 @@
 """The worker's side of workflows (docs/workflows.md): the `Resolver` tells the dependants of jobs
 that ended, and `parent_results` reads a job's parents for `jobd.current_job().parent_results()`.
 
-A job of a workflow that ends is pushed to its queue's `settled` list by the script that ends it.
+A job of a workflow that ends is added to its queue's `settled` ZSET by the script that ends it.
 The resolver of any worker consuming that queue then, for each such job:
 1. tells each dependant (resolve.lua on the dependant's own queue, 500 per pipeline, so a parent
    with 10,000 dependants is never one long script);
 2. detaches it from its parents (detach.lua), which may then expire;
-3. removes it from the list (settled.lua), and gives it its TTL if no dependant needs it.
+3. removes it from the ZSET (settled.lua), and gives it its TTL if no dependant needs it.
+Entries are settled CONCURRENT at a time: each takes a few round trips, and they are independent.
 Every step is idempotent, so two workers doing the same entry, or a worker that dies half way
 (its entry stays in the list), change nothing the second time."""
 
@@ -41,7 +42,9 @@ from jobd.worker.runner import ClaimedJob
 logger = logging.getLogger("jobd.flows")
 
 BATCH = 500
-"""Dependants told per pipeline, and settled jobs taken per look at a queue's list."""
+"""Dependants told (or parents detached) per pipeline, and settled jobs taken per look."""
+CONCURRENT = 50
+"""Settled jobs worked on at once."""
 SWEEP_SECONDS = 1.0
 """How often the resolver looks at the settled lists without being woken (jobs that ended on
 another worker that died before it told their dependants, waiting jobs aborted by a client)."""
@@ -89,9 +92,15 @@ class Resolver:
         count = 0
         for queue in self.queues:
             keys = QueueKeys(self.prefix, queue)
-            for member in await self.redis.lrange(keys.settled, 0, BATCH - 1):
-                await self.settle(queue, member_text(member))
-                count += 1
+            members = await self.redis.zrange(keys.settled, 0, BATCH - 1)
+            for first in range(0, len(members), CONCURRENT):
+                await asyncio.gather(
+                    *(
+                        self.settle(queue, member_text(member))
+                        for member in members[first : first + CONCURRENT]
+                    )
+                )
+            count += len(members)
             await self.sweep_held(queue)
         return count
 
@@ -135,8 +144,9 @@ class Resolver:
                 )
                 for q, p in parents_of(parents)
             ]
-            if calls:
-                self._check(await run_async_many(self.redis, "detach", calls), "detach")
+            for first in range(0, len(calls), BATCH):
+                replies = await run_async_many(self.redis, "detach", calls[first : first + BATCH])
+                self._check(replies, "detach")
         # not ended (a dead letter retried meanwhile): it comes back when it ends again
         await run_async(
             self.redis, "settled", [keys.job(job_id), keys.dependants(job_id), keys.settled],

@@ -206,7 +206,7 @@ class JobHandler:
         key = self.signing_key
         if key is not None:
             problem = signature_problem(
-                key, job.signature, job.id, job.queue, job.function, job.payload
+                key, job.signature, job.id, job.queue, job.function, job.payload, job.headers
             )
             if problem is not None:
                 error = ErrorInfo("SignatureInvalid", f"signature invalid: {problem}")

@@ -60,6 +60,10 @@ class ClaimedJob:
     """Why the stored job cannot run at all (fields no producer writes); empty when it can."""
     links: bool = False
     """A job of a workflow (it has parents or dependants): its end has graph work to do."""
+    headers: bytes = b""
+    """The producer's trace context (JSON; empty when none), signed with the job."""
+    trace: Any = None
+    """The try's span while tracing is on (jobd.worker.tracing), else None."""
 
 
 class Outcome(StrEnum):

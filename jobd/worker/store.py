@@ -141,6 +141,7 @@ def _claimed_job(queue: str, token: str, row: list[bytes | None]) -> ClaimedJob:
         due_at_ms=number(9, "due_at") or 0,
         signature=row[10] if len(row) > 10 else None,
         links=len(row) > 11 and bool(row[11]),
+        headers=(row[12] or b"") if len(row) > 12 else b"",
         problem="; ".join(problems),
     )
 

@@ -234,3 +234,27 @@ def test_the_sync_client_and_enqueue_many_take_after(
 
         asyncio.run(run())
         assert last.status() == JobStatus.SUCCEEDED
+
+
+async def test_a_large_graph_is_stored_in_parts_and_still_all_or_nothing(
+    redis_url: str, key_prefix: str, client: Client, ledger: redis.Redis
+) -> None:
+    """Over PART jobs or edges, a graph is stored held in parts of a few hundred jobs, then
+    released: no script call is long, and a missing parent still stores nothing."""
+    keys = QueueKeys(key_prefix, "default")
+    with pytest.raises(InvalidJobOption, match="ghost"):
+        async with client.flow() as flow:
+            many = [flow.enqueue("echo", n, job_id=f"x{n}") for n in range(600)]
+            flow.enqueue("echo", "end", after=[*many, "ghost"])
+    assert await client.redis.exists(keys.job("x0"), keys.job("x599")) == 0
+    assert await client.redis.zcard(keys.gated) == 0
+
+    async with client.flow() as flow:
+        parents = [flow.enqueue("echo", n) for n in range(1200)]
+        fan_in = flow.enqueue("parents_echo", "all", after=parents)
+    assert await fan_in.status() == JobStatus.WAITING
+    assert await client.redis.zcard(keys.gated) == 0  # released
+    async with running_worker(settings(redis_url, key_prefix)):
+        result = await fan_in.result(timeout=30)
+    assert len(result["parents"]) == 1200
+    assert list(result["parents"]) == [parent.id for parent in parents]

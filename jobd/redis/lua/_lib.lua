@@ -179,7 +179,7 @@ local function limit_trim(base, definition, now)
     for _, member in ipairs(old) do
       spent = spent - tonumber(string.match(member, '|(%d+)$'))
     end
-    redis.call('ZREM', base .. 'costs', unpack(old))
+    redis.call('ZREMRANGEBYSCORE', base .. 'costs', '-inf', now - definition[4])
     redis.call('SET', base .. 'spent', spent, 'PX', definition[4])
   end
   return spent
@@ -308,6 +308,13 @@ local function events_key(job_key, id)
   return string.sub(job_key, 1, #job_key - #id - 4) .. 'events:' .. id
 end
 
+-- SADD `members` to `key` in chunks: Lua's unpack() takes at most a few thousand values.
+local function sadd_all(key, members)
+  for first = 1, #members, 1000 do
+    redis.call('SADD', key, unpack(members, first, math.min(first + 999, #members)))
+  end
+end
+
 -- Append lifecycle event `name` with `data` (a table; nil: none) when the job's stream is on
 -- (`ev`: its 'ev' field). Returns the new count, or false when the stream is off.
 local function job_event(job_key, id, ev, name, data, now)
@@ -349,7 +356,8 @@ end
 -- every parent ended. Edges are "<queue> <id>" (neither holds a space): the child's waits:<id>
 -- SET holds the parents it still waits for, a parent's dependants:<id> SET the children that have
 -- not ended yet. A job with either has the field 'links'. When such a job ends, the script that
--- ends it pushes its id to its queue's 'settled' LIST instead of giving it a TTL: a worker then
+-- ends it adds its id to its queue's 'settled' ZSET (by when it ended) instead of giving it a
+-- TTL: a worker then
 -- tells its dependants (resolve.lua, one call per child: no O(n) script), detaches it from its
 -- parents (detach.lua), and gives it its TTL once no dependant needs its result (done.lua).
 -- Every step removes set members, so a step done twice changes nothing.
@@ -361,7 +369,7 @@ end
 
 -- A job with links ended: its graph work goes to the outbox, its TTL waits (keep_ms noted).
 local function links_ended(job_key, id, keep_ms)
-  redis.call('RPUSH', base_of(job_key, id) .. 'settled', id)
+  redis.call('ZADD', base_of(job_key, id) .. 'settled', 'NX', now_ms(), id)
   redis.call('HSET', job_key, 'keep_ms', keep_ms)
 end
 

@@ -30,7 +30,7 @@
 -- reason ('payload_too_large', 'invalid_job' or 'cost_above_limit'), ...}, {held: id, function,
 -- limit, ...}, {started after a limit held them: limit, ms held, ...}, job, job, ...} with each
 -- job = {id, function, payload, tries, lost, max_tries, timeout, enqueued_at, priority, due_at,
--- signature, links (set for a job of a workflow)}.
+-- signature, links (set for a job of a workflow), headers (trace context JSON)}.
 -- A job whose event stream is on (docs/events.md) gets its 'started' event there (or 'failed'
 -- when dead-lettered here); an expired job's stream goes with it.
 local worker, nonce = ARGV[1], ARGV[2]
@@ -38,7 +38,7 @@ local token = worker .. ':' .. nonce
 local now = now_ms()
 local job_prefix = KEYS[10]
 local fields = {'id', 'function', 'payload', 'tries', 'lost', 'max_tries', 'timeout', 'enqueued_at',
-  'priority', 'due_at', 'signature', 'links'}
+  'priority', 'due_at', 'signature', 'links', 'headers'}
 touch_activity(KEYS[8], now, tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), worker)
 

@@ -6,8 +6,8 @@
 -- ARGV[1] queue name  ARGV[2] priority (int)  ARGV[3] max_tries ('' = worker default)
 -- ARGV[4] timeout ms ('' = worker default)  ARGV[5] delay ms ('' = none)  ARGV[6] at, epoch ms ('' = none)
 -- ARGV[7] expires, ms after enqueue ('' = never)  ARGV[8] group ('' = none)
--- ARGV[9] cost for the job's cost limits ('' = 1)  ARGV[10..] per job: id, function, payload,
--- signature ('' = unsigned)
+-- ARGV[9] cost for the job's cost limits ('' = 1)  ARGV[10] headers JSON (trace context; '' =
+-- none)  ARGV[11..] per job: id, function, payload, signature ('' = unsigned)
 -- Returns a flat list: per job 1 (created) or 0 (existed), then its status.
 local now = now_ms()
 local due = now
@@ -18,11 +18,13 @@ elseif ARGV[6] ~= '' then
 end
 local result = {}
 local woken = false
+local extra = nil
+if ARGV[10] ~= '' then extra = {'headers', ARGV[10]} end
 for i = 5, #KEYS do
-  local base = 10 + (i - 5) * 4
+  local base = 11 + (i - 5) * 4
   local created, status = store_job(KEYS[1], KEYS[2], KEYS[3], KEYS[i], ARGV[base], ARGV[base + 1],
     ARGV[base + 2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], now, due, ARGV[base + 3], ARGV[8],
-    ARGV[9])
+    ARGV[9], extra)
   if created == 1 then woken = true end
   result[#result + 1] = created
   result[#result + 1] = status

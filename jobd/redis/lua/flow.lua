@@ -6,24 +6,26 @@
 -- Atomic so that no job of the graph can start before the whole graph is stored, and no parent
 -- can end between the look at its status and the link to it. Replay-safe: jobs are deduplicated
 -- by id (an existing job is neither stored again nor linked), and links are set members.
--- Its keys may span queues. On Redis Cluster, a graph over several queues is stored one queue
--- per call (ARGV[4]), each job held by the flow's gate (ARGV[3]) until every call is done and the
--- client released the gate (see jobd/client/flows.py and ungate.lua).
+-- Its keys may span queues. A graph over several queues on Redis Cluster, and a large graph
+-- anywhere, is stored in parts instead: one queue and a few hundred jobs per call, each job held
+-- by the flow's gate (ARGV[3]), the links made by the client (link.lua), and the gate lifted once
+-- every part is stored (see jobd/client/flows.py and ungate.lua): no call is long.
 -- KEYS[1] the hash of the graph's first job, KEYS[2..] those of the others, in the order of
 -- ARGV[2] (other keys are named from ARGV[1]: they share the hash tag of their job's queue)
 -- ARGV[1] key prefix  ARGV[2] the graph as JSON, every parent in it before its children: per job
 -- [queue, id, function, payload, signature, priority, max_tries, timeout ms, delay ms, at ms,
--- expires ms, group, cost ('' = unset), after_failure ('fail' or 'run'), parents [[queue, id]]]
+-- expires ms, group, cost ('' = unset), after_failure ('fail' or 'run'), parents [[queue, id]],
+-- headers JSON ('' = none)]
 -- ARGV[3] the flow's gate ('' = none): each new job also waits for the edge "~ <gate>", is
 -- indexed in its queue's 'gated' ZSET and notes the gate in its field 'gate'
--- ARGV[4] '1' when the call holds one queue's share of a graph over several queues: parents in
--- other queues are neither checked nor linked here (the client links them with link.lua)
+-- ARGV[4] '1' when the call holds a part of a graph stored in parts: parents are neither checked
+-- nor linked here (the client links them with link.lua), and every one counts as waiting
 -- Returns {'ok', created (1 or 0), status, ...} per job, or {'missing', queue, id} when that
 -- parent is neither stored nor in the graph (nothing was stored)
 local prefix = ARGV[1]
 local graph = cjson.decode(ARGV[2])
 local gate = ARGV[3] or ''
-local one_queue = ARGV[4] == '1'
+local link_here = ARGV[4] ~= '1'
 local now = now_ms()
 local ENDED = JOB_ENDED
 
@@ -33,14 +35,10 @@ end
 
 local in_graph = {}
 for _, job in ipairs(graph) do in_graph[job[1] .. ' ' .. job[2]] = true end
--- a parent this call does not link: in another queue, on Cluster
-local function elsewhere(job, parent)
-  return one_queue and parent[1] ~= job[1]
-end
 
 for _, job in ipairs(graph) do
   for _, parent in ipairs(job[15]) do
-    if not in_graph[parent[1] .. ' ' .. parent[2]] and not elsewhere(job, parent)
+    if link_here and not in_graph[parent[1] .. ' ' .. parent[2]]
         and redis.call('EXISTS', base_for(parent[1]) .. 'job:' .. parent[2]) == 0 then
       return {'missing', parent[1], parent[2]}
     end
@@ -68,7 +66,7 @@ for i, job in ipairs(graph) do
     local waits, failed, failed_status = {}, nil, nil
     for _, parent in ipairs(job[15]) do
       local status = nil -- not linked here: the client links it, and it counts as waiting
-      if not elsewhere(job, parent) then status = link(parent, edge) end
+      if link_here then status = link(parent, edge) end
       if not ENDED[status] then
         waits[#waits + 1] = parent[1] .. ' ' .. parent[2]
       elseif status ~= 'succeeded' and job[14] == 'fail' and not failed then
@@ -84,6 +82,11 @@ for i, job in ipairs(graph) do
     local extra = nil
     if #job[15] > 0 then
       extra = {'links', 1, 'parents', cjson.encode(job[15]), 'after_failure', job[14]}
+    end
+    if job[16] and job[16] ~= '' then
+      extra = extra or {}
+      extra[#extra + 1] = 'headers'
+      extra[#extra + 1] = job[16]
     end
     if gate ~= '' then
       waits[#waits + 1] = '~ ' .. gate
@@ -101,7 +104,7 @@ for i, job in ipairs(graph) do
       fail_waiting(job_key, id, failed, failed_status, now)
       status = 'failed'
     elseif #waits > 0 then
-      redis.call('SADD', base .. 'waits:' .. id, unpack(waits))
+      sadd_all(base .. 'waits:' .. id, waits)
     else
       wakes[base .. 'wake'] = true
     end

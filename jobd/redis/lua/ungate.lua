@@ -17,7 +17,7 @@ if ARGV[3] == 'discard' then
   redis.call('DEL', KEYS[1], KEYS[2], base .. 'dependants:' .. id, base .. 'events:' .. id)
   redis.call('ZREM', base .. 'waiting', id)
   redis.call('ZREM', base .. 'dead', id)
-  redis.call('LREM', base .. 'settled', 0, id)
+  redis.call('ZREM', base .. 'settled', id)
   return {'discarded', state[3] or ''}
 end
 redis.call('HDEL', KEYS[1], 'gate')
