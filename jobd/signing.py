@@ -1,5 +1,6 @@
-"""Signed jobs: an HMAC-SHA256 over a job's id, queue, function name and payload bytes, made by the
-producer and checked by the worker before it decodes anything.
+"""Signed jobs: an HMAC-SHA256 over a job's id, queue, function name, payload bytes and headers
+(the trace context, when the job has one), made by the producer and checked by the worker before
+it decodes anything.
 
 Anyone who can write to Redis can forge a job; with `worker.signing_key` set, a worker runs only
 jobs signed with that key. Binding the signature to the job id and queue means a valid payload
@@ -32,25 +33,36 @@ def key_from_environment() -> bytes | None:
     return key_bytes(os.environ.get(SIGNING_KEY_ENV))
 
 
-def _message(job_id: str, queue: str, function: str, payload: bytes) -> bytes:
-    # Each part is length-prefixed, so no two different jobs can produce the same message.
-    parts = (_CONTEXT, job_id.encode(), queue.encode(), function.encode(), payload)
+def _message(job_id: str, queue: str, function: str, payload: bytes, headers: bytes) -> bytes:
+    # Each part is length-prefixed, so no two different jobs can produce the same message. The
+    # headers (trace context) count only when a job has them: older signatures stay valid.
+    parts = [_CONTEXT, job_id.encode(), queue.encode(), function.encode(), payload]
+    if headers:
+        parts.append(headers)
     return b"".join(len(part).to_bytes(8, "big") + part for part in parts)
 
 
-def sign(key: bytes, job_id: str, queue: str, function: str, payload: bytes) -> bytes:
+def sign(
+    key: bytes, job_id: str, queue: str, function: str, payload: bytes, headers: bytes = b""
+) -> bytes:
     """The signature stored with the job (ASCII, versioned)."""
-    digest = hmac.new(key, _message(job_id, queue, function, payload), hashlib.sha256)
+    digest = hmac.new(key, _message(job_id, queue, function, payload, headers), hashlib.sha256)
     return _SCHEME + digest.hexdigest().encode()
 
 
 def signature_problem(
-    key: bytes, signature: bytes | None, job_id: str, queue: str, function: str, payload: bytes
+    key: bytes,
+    signature: bytes | None,
+    job_id: str,
+    queue: str,
+    function: str,
+    payload: bytes,
+    headers: bytes = b"",
 ) -> str | None:
     """None when `signature` is this job's, else why not (never shows the expected signature)."""
     if not signature:
         return "the job carries no signature"
-    expected = sign(key, job_id, queue, function, payload)
+    expected = sign(key, job_id, queue, function, payload, headers)
     if hmac.compare_digest(signature, expected):
         return None
     return (
