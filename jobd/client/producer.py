@@ -70,8 +70,11 @@ class Producer:
         enqueue_durability: str = Durability.PRIMARY,
         replica_timeout: float = 1.0,
         tracing: bool = True,
+        tracer_provider: Any = None,
     ) -> None:
         self.tracing = tracing
+        self.tracer_provider = tracer_provider
+        """The OpenTelemetry TracerProvider of the `send` spans; None: the global one."""
         """Trace enqueues when OpenTelemetry is installed and the app set a tracer provider."""
         self._tracer: Any = _UNRESOLVED
         try:
@@ -144,7 +147,7 @@ class Producer:
     def tracer(self) -> Any:
         """The OpenTelemetry tracer of `send` spans, or None (see jobd.client.tracing)."""
         if self._tracer is _UNRESOLVED:
-            self._tracer = tracing.tracer_for(self.tracing)
+            self._tracer = tracing.tracer_for(self.tracing, self.tracer_provider)
         return self._tracer
 
     def _enqueue_after(

@@ -49,15 +49,17 @@ class SyncClient(Producer):
         enqueue_durability: str = "primary",
         replica_timeout: float = 1.0,
         tracing: bool = True,
+        tracer_provider: Any = None,
     ) -> None:
         """`signing_key` signs every job (jobd.signing); None: the key in the environment variable
-        JOBD_SIGNING_KEY, if it is set. `tracing=False` makes no OpenTelemetry spans even when
-        the application set a tracer provider (docs/tracing.md)."""
+        JOBD_SIGNING_KEY, if it is set. Enqueues are `send` spans when OpenTelemetry is installed
+        (of `tracer_provider`, default the global one); `tracing=False` makes none
+        (docs/tracing.md)."""
         super().__init__(
             url, key_prefix=key_prefix, default_queue=default_queue,
             max_payload_bytes=max_payload_bytes, signing_key=signing_key,
             enqueue_durability=enqueue_durability, replica_timeout=replica_timeout,
-            tracing=tracing,
+            tracing=tracing, tracer_provider=tracer_provider,
         )  # fmt: skip
         self._owns_redis = redis_client is None
         options = connection_options(socket_timeout, connect_timeout)

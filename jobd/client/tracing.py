@@ -27,15 +27,16 @@ def installed() -> bool:
     return importlib.util.find_spec("opentelemetry") is not None
 
 
-def tracer_for(enabled: bool) -> Any | None:
-    """The tracer of jobd's producer spans, or None (tracing off, or OpenTelemetry absent)."""
+def tracer_for(enabled: bool, provider: Any = None) -> Any | None:
+    """The tracer of jobd's producer spans, from `provider` (default: the global one), or None
+    (tracing off, or OpenTelemetry absent)."""
     if not enabled or not installed():
         return None
     from opentelemetry import trace
 
     from jobd import __version__
 
-    return trace.get_tracer("jobd", __version__)
+    return trace.get_tracer("jobd", __version__, tracer_provider=provider)
 
 
 @dataclass(slots=True)

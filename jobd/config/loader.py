@@ -7,6 +7,7 @@ the single values. The only module of jobd that reads `os.environ`.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import tomllib
@@ -35,6 +36,7 @@ from jobd.config.settings import (
     RedisSettings,
     RetrySettings,
     Settings,
+    TracingSettings,
     WorkerSettings,
 )
 from jobd.errors import ConfigError
@@ -156,6 +158,13 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
     defaults = _section(reader, DefaultsSettings, document, "defaults")
     hooks = _section(reader, HookSettings, document, "hooks")
     events = _section(reader, EventsSettings, document, "events")
+    tracing = _section(reader, TracingSettings, document, "tracing")
+    if tracing.enabled and importlib.util.find_spec("opentelemetry") is None:
+        reader.problem(
+            "tracing.enabled",
+            "needs the OpenTelemetry API, which is not installed: pip install 'jobd[otel]' "
+            "(and the SDK and exporter you send spans with)",
+        )
     functions = _functions(reader, document, worker, defaults)
     cron = _cron(reader, document)
     limits, defined = _limits(reader, document)
@@ -168,6 +177,7 @@ def _settings(reader: Reader, document: dict[str, Any], path: Path | None) -> Se
         defaults=defaults,
         hooks=hooks,
         events=events,
+        tracing=tracing,
         functions=MappingProxyType(functions),
         cron=cron,
         limits=MappingProxyType(limits),
@@ -423,7 +433,7 @@ def _derived(field: dataclasses.Field[Any]) -> bool:
 # "concurrency" -> "worker.concurrency": the hint for a key put in the wrong table.
 _SECTION_KEYS = {
     field.name: f"{section}.{field.name}"
-    for section in ("redis", "worker", "http", "defaults", "hooks", "events")
+    for section in ("redis", "worker", "http", "defaults", "hooks", "events", "tracing")
     for field in dataclasses.fields(getattr(Settings(), section))
     if not _derived(field)
 }

@@ -174,6 +174,16 @@ class EventsSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TracingSettings:
+    """OpenTelemetry spans of the worker (docs/tracing.md); needs `pip install 'jobd[otel]'`, and
+    the SDK and exporter of the application's choice (set up in the startup hook, or by
+    opentelemetry-instrument)."""
+
+    # a `process <queue>` span per try, child of the producer's `send` span
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpSettings:
     """Where /metrics, /healthz and /readyz are served."""
 
@@ -305,6 +315,7 @@ class Settings:
     http: HttpSettings = HttpSettings()
     defaults: DefaultsSettings = DefaultsSettings()
     events: EventsSettings = EventsSettings()
+    tracing: TracingSettings = TracingSettings()
     hooks: HookSettings = HookSettings()
     # job functions by name, in file order (read-only)
     functions: Mapping[str, FunctionSettings] = field(default_factory=lambda: MappingProxyType({}))

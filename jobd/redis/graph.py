@@ -57,3 +57,13 @@ def detach_discarded(prefix: str, jobs: Sequence[tuple[str, str]], replies: Sequ
                     )
                 )
     return calls
+
+
+def parents_of(value: bytes | str | None) -> list[tuple[str, str]]:
+    """The parents a job's 'parents' field lists, as (queue, id)."""
+    if not value:
+        return []
+    try:
+        return [(str(queue), str(job_id)) for queue, job_id in json.loads(value)]
+    except (ValueError, TypeError):
+        return []

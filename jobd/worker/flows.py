@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import Any
@@ -31,6 +30,7 @@ from jobd.redis.graph import (
     edge,
     flow_key,
     gate_calls,
+    parents_of,
     parse_edge,
 )
 from jobd.redis.keys import QueueKeys, member_text
@@ -49,16 +49,6 @@ SWEEP_SECONDS = 1.0
 """How often the resolver looks at the settled lists without being woken (jobs that ended on
 another worker that died before it told their dependants, waiting jobs aborted by a client)."""
 ENDED = (b"succeeded", b"failed", b"aborted")
-
-
-def parents_of(value: bytes | str | None) -> list[tuple[str, str]]:
-    """The parents a job's 'parents' field lists, as (queue, id)."""
-    if not value:
-        return []
-    try:
-        return [(str(queue), str(job_id)) for queue, job_id in json.loads(value)]
-    except (ValueError, TypeError):
-        return []
 
 
 class Resolver:

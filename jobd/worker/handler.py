@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
 
@@ -35,6 +36,9 @@ from jobd.worker.limits import CostChannel, NoCostLimits, cost_limits, pause_for
 from jobd.worker.runner import ClaimedJob, Outcome, Result, Runner
 from jobd.worker.running import RunningJob
 from jobd.worker.stats import OutcomeCounts
+
+if TYPE_CHECKING:
+    from jobd.worker.tracing import JobTracer
 from jobd.worker.store import Claim, Finish, Reaped
 
 logger = logging.getLogger("jobd.jobs")
@@ -95,6 +99,7 @@ class JobHandler:
         resolver: Resolver,
         outcomes: OutcomeCounts,
         signing_key: bytes | None = None,
+        tracer: JobTracer | None = None,
     ) -> None:
         """`signing_key`: with worker.signing_key, only jobs signed with it run (jobd.signing)."""
         self.settings = context.settings
@@ -108,6 +113,8 @@ class JobHandler:
         self.events = events
         self.resolver = resolver
         self.outcomes = outcomes
+        self.tracer = tracer
+        """With [tracing] enabled, the spans of the tries (jobd.worker.tracing), else None."""
         self.signing_key = signing_key
         self._cache: dict[tuple[str, str], _Series] = {}
         self._cron_names = frozenset(entry.name for entry in self.settings.cron)
@@ -162,11 +169,21 @@ class JobHandler:
         series.started.inc()
         if job.due_at_ms:
             series.wait.observe(max(0.0, (claimed_at_ms - job.due_at_ms) / 1000))
+        if self.tracer is not None:  # first: the log lines of the try carry its ids
+            job.trace = await self.tracer.start_try(job, claimed_at_ms)
         if logger.isEnabledFor(logging.INFO):
             log_fast(
                 logger, logging.INFO, "job %s started: %s on queue %s, try %d",
                 (job.id, job.function, job.queue, job.tries), _event(job, event="job_started"),
             )  # fmt: skip
+        try:
+            await self._handle(entry, job, started)
+        finally:
+            if job.trace is not None:
+                assert self.tracer is not None
+                self.tracer.end(job.trace)
+
+    async def _handle(self, entry: RunningJob, job: ClaimedJob, started: float) -> None:
         try:
             try:
                 result = await self._run(job)
@@ -179,6 +196,9 @@ class JobHandler:
                 await self._cancelled(job, entry.cancel_reason, time.monotonic() - started)
             else:
                 entry.ended = True
+                if job.trace is not None and result.error is not None:
+                    assert self.tracer is not None
+                    self.tracer.error(job.trace, result.error)
                 await self._settle_events(job, None)
                 await self._store(job, result, time.monotonic() - started)
             if job.links:  # its dependants are told at once, not at the next sweep
@@ -256,8 +276,11 @@ class JobHandler:
     def _finished(
         self, job: ClaimedJob, outcome: str, seconds: float, *, final: bool = False
     ) -> None:
-        """A try ended as `outcome` (`final`: the job failed for good): metrics and stats."""
+        """A try ended as `outcome` (`final`: the job failed for good): metrics, stats, span."""
         self.outcomes.count(job.queue, job.function, outcome, final=final)
+        if job.trace is not None:
+            assert self.tracer is not None
+            self.tracer.outcome(job.trace, outcome)
         series = self._series(job.queue, job.function)
         series.finished[outcome].inc()
         series.duration.observe(seconds)
@@ -329,6 +352,9 @@ class JobHandler:
         verdict, due_ms = await self.call(
             "retry", functools.partial(self.store.retry, job, round(delay * 1000), error)
         )
+        if job.trace is not None:
+            assert self.tracer is not None
+            self.tracer.event(job.trace, "retry", {"jobd.retry.delay_s": delay})
         if self._stored(job, verdict, seconds):
             outcome = "retried" if outcome == "failed" else outcome  # as the metric counts it
             self._finished(job, outcome, seconds)
@@ -354,6 +380,10 @@ class JobHandler:
             ),
         )  # fmt: skip
         paused = ",".join(name for name, _ in pause.limits)
+        if job.trace is not None:
+            assert self.tracer is not None
+            attributes = {"jobd.limit": paused, "jobd.pause_s": pause.seconds}
+            self.tracer.event(job.trace, "throttled", attributes)
         if verdict == "dead":
             self._finished(job, "failed", seconds, final=True)
             self.metrics.dead_lettered.labels(
@@ -398,6 +428,9 @@ class JobHandler:
             functools.partial(self.store.requeue, job),
             deadline=self.finisher.deadline,
         )
+        if job.trace is not None:
+            assert self.tracer is not None
+            self.tracer.outcome(job.trace, "requeued")
         logger.info(
             "job %s: requeued by drain (%s)", job.id, verdict,
             extra=_event(job, event="job_requeued"),

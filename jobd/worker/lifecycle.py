@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -44,6 +44,9 @@ from jobd.worker.running import RunningJobs
 from jobd.worker.scheduler import CronScheduler
 from jobd.worker.stats import OutcomeCounts
 from jobd.worker.store import Store
+
+if TYPE_CHECKING:
+    from jobd.worker.tracing import JobTracer
 
 logger = logging.getLogger("jobd.worker")
 
@@ -160,6 +163,7 @@ class Worker:
             events=self.events,
             resolver=self.resolver,
             outcomes=self.outcomes,
+            tracer=self._tracer(settings),
             signing_key=signing_key,
         )
         self.monitor = Monitor(context, outcomes=self.outcomes)
@@ -184,6 +188,15 @@ class Worker:
             stop=self.shutdown.stop,
             burst=burst,
         )
+
+    def _tracer(self, settings: Settings) -> JobTracer | None:
+        """The spans of the tries, with [tracing] enabled; OpenTelemetry is imported only then."""
+        if not settings.tracing.enabled:
+            return None
+        from jobd.worker.tracing import JobTracer, install_log_ids
+
+        install_log_ids()
+        return JobTracer(self.redis, settings.redis.key_prefix)
 
     @property
     def ready(self) -> bool:

@@ -64,6 +64,8 @@ class ClaimedJob:
     """The producer's trace context (JSON; empty when none), signed with the job."""
     trace: Any = None
     """The try's span while tracing is on (jobd.worker.tracing), else None."""
+    traceparent: str = ""
+    """That span's W3C traceparent: kept on the job when it ends, for its dependants' links."""
 
 
 class Outcome(StrEnum):

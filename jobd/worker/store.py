@@ -289,6 +289,7 @@ class Store:
                 item.value.decode(),  # results and errors are UTF-8 JSON text
                 item.keep_ms,
                 1 if item.dead_letter else 0,
+                *((item.job.traceparent,) if item.job.traceparent else ()),
             ]
             for item in items
         ]

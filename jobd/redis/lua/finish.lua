@@ -9,7 +9,8 @@
 -- KEYS[5] done list prefix  KEYS[6] queued  KEYS[7] wake (a job held by a limit whose slot this
 -- finish gives back goes back to the queue: see release_slots)
 -- ARGV[1] JSON array; per job [id, token, status, field ('result' or 'error'), value, keep ms,
--- dead-letter (1 keeps the job in the dead set without a TTL, 0 keeps it keep ms)]
+-- dead-letter (1 keeps the job in the dead set without a TTL, 0 keeps it keep ms), and, when
+-- tracing, the traceparent of the try's span (kept for the links of the job's dependants)]
 -- Returns per job: 'ok', 'stale' (token mismatch, nothing changed) or 'replayed'
 -- A job whose event stream is on gets its end event (the status) there, in the same step; a job
 -- of a workflow goes to its queue's settled list (see _lib.lua, Workflows).
@@ -25,6 +26,7 @@ for _, item in ipairs(cjson.decode(ARGV[1])) do
     reply[#reply + 1] = 'replayed'
   else
     redis.call('HSET', job_key, 'status', status, 'finished_at', now, item[4], item[5])
+    if item[8] then redis.call('HSET', job_key, 'trace', item[8]) end
     redis.call('HDEL', job_key, 'abort')
     redis.call('ZREM', KEYS[1], id)
     redis.call('SREM', KEYS[3], id)
