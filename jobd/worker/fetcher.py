@@ -110,7 +110,7 @@ class Fetcher:
 
     def _take(self, queue: str, claim: Claim, free: int) -> bool:
         """Start the claimed jobs; True if the claim took all it was asked for (more may wait)."""
-        self.handler.report_claim(queue, claim)
+        self.handler.reports.claim(queue, claim)
         for job in claim.jobs:
             self.running.start(job, self.handler.handle, claim.now_ms)
         due = claim.next_due_ms

@@ -11,17 +11,13 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-
-from prometheus_client import Counter, Histogram
 
 from jobd.config.settings import RetrySettings
 from jobd.context import JobChannel
 from jobd.model import ErrorInfo, encode_error
 from jobd.ops.logs import log_fast
-from jobd.ops.metrics import OUTCOMES
 from jobd.signing import signature_problem
 from jobd.worker.backoff import backoff_delay
 from jobd.worker.channel import WorkerChannel
@@ -33,18 +29,17 @@ from jobd.worker.finisher import Finisher
 from jobd.worker.flows import Resolver
 from jobd.worker.functions import RegisteredFunction
 from jobd.worker.limits import CostChannel, NoCostLimits, cost_limits, pause_for
+from jobd.worker.reports import JobReports
 from jobd.worker.runner import ClaimedJob, Outcome, Result, Runner
 from jobd.worker.running import RunningJob
 from jobd.worker.stats import OutcomeCounts
 
 if TYPE_CHECKING:
     from jobd.worker.tracing import JobTracer
-from jobd.worker.store import Claim, Finish, Reaped
+from jobd.worker.store import Finish
 
 logger = logging.getLogger("jobd.jobs")
 
-UNKNOWN = "unknown"
-"""The function label of jobs naming a function the worker does not know (keeps labels bounded)."""
 _DEAD_REASONS = {
     "UnknownFunction": "unknown_function",
     "PayloadError": "decode",
@@ -57,21 +52,7 @@ _DEAD_REASONS = {
 }
 
 
-_CLAIM_DEAD = {
-    "payload_too_large": "payload above the size limit",
-    "cost_above_limit": "its cost is above what its cost limit allows in a whole period",
-    "invalid_job": "stored in a form no producer writes (forged or corrupted)",
-}
-"""Why the claim script dead-lettered a job, as the log line says it."""
 _NO_COST_LIMITS = NoCostLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class _Series:
-    started: Counter
-    wait: Histogram
-    duration: Histogram
-    finished: dict[str, Counter]
 
 
 def _event(job: ClaimedJob, **fields: object) -> dict[str, object]:
@@ -116,51 +97,11 @@ class JobHandler:
         self.tracer = tracer
         """With [tracing] enabled, the spans of the tries (jobd.worker.tracing), else None."""
         self.signing_key = signing_key
-        self._cache: dict[tuple[str, str], _Series] = {}
+        self.reports = JobReports(context.metrics, context.settings, functions)
+        self._label = self.reports.label
+        self._series = self.reports.series
         self._cron_names = frozenset(entry.name for entry in self.settings.cron)
         self._cost_limits = {name: cost_limits(self.settings, name) for name in functions}
-        self._declare_series()
-
-    def _declare_series(self) -> None:
-        """Start the counters of started and ended tries at 0 for the labels the configuration
-        names, as Prometheus advises: a series that appears with its first event hides that event
-        from rate() and increase(), so an alert on failures would miss the first one. Each
-        function counts on the queue it is configured for, if this worker consumes it; each cron
-        entry likewise. Histograms and the dead-letter reasons appear with their first event: at
-        0 for every function they made /metrics ten times longer and a scrape 30 times slower
-        (12 functions: 794 lines, 10 ms to render)."""
-        consumed = set(self.settings.worker.queues)
-        metrics = self.metrics
-        for name, function in self.settings.functions.items():
-            if function.queue in consumed and name in self.functions:
-                metrics.jobs_started.labels(function.queue, name)
-                for outcome in OUTCOMES:
-                    metrics.jobs_finished.labels(function.queue, name, outcome)
-        for entry in self.settings.cron:
-            for outcome in OUTCOMES:
-                metrics.cron_runs.labels(entry.name, outcome)
-
-    def _label(self, function: str) -> str:
-        return function if function in self.functions else UNKNOWN
-
-    def _series(self, queue: str, function: str) -> _Series:
-        """The labelled metric children of one queue and function, looked up once (keyed by the
-        label: names of unknown functions, possibly forged, must not grow the cache)."""
-        label = self._label(function)
-        key = (queue, label)
-        series = self._cache.get(key)
-        if series is None:
-            metrics = self.metrics
-            series = self._cache[key] = _Series(
-                started=metrics.jobs_started.labels(queue, label),
-                wait=metrics.queue_wait.labels(queue),
-                duration=metrics.job_duration.labels(queue, label),
-                finished={
-                    outcome: metrics.jobs_finished.labels(queue, label, outcome)
-                    for outcome in OUTCOMES
-                },
-            )
-        return series
 
     async def handle(self, entry: RunningJob, claimed_at_ms: int) -> None:
         job = entry.job
@@ -447,30 +388,3 @@ class JobHandler:
                 job.id, job.function, extra=_event(job, event="job_lost"),
             )  # fmt: skip
         return verdict in ("ok", "replayed")
-
-    def report_claim(self, queue: str, claim: Claim) -> None:
-        for _, _, limit in claim.held:
-            self.metrics.limit_held.labels(queue, limit).inc()
-        for limit, waited_ms in claim.waited:
-            self.metrics.limit_wait.labels(queue, limit).observe(waited_ms / 1000)
-        for job_id, function in claim.expired:
-            self.metrics.jobs_finished.labels(queue, self._label(function), "expired").inc()
-            logger.info("job %s (%s): expired before it could start; dropped", job_id, function)
-        for job_id, function, reason in claim.dead:
-            label = self._label(function)
-            self.metrics.dead_lettered.labels(queue, label, reason).inc()
-            what = _CLAIM_DEAD.get(reason, _CLAIM_DEAD["invalid_job"])
-            logger.error(
-                "job %r (%r): %s; dead-lettered", job_id, function, what,
-                extra={"event": "job_dead", "job_id": job_id, "queue": queue, "reason": reason},
-            )  # fmt: skip
-
-    def report_reaped(self, queue: str, reaped: Reaped) -> None:
-        for worker_id in reaped.workers:
-            logger.warning("queue %s: worker %s is gone (no heartbeat)", queue, worker_id)
-        for job_id in reaped.requeued:
-            logger.warning("job %s: its worker died; queued again", job_id)
-        for job_id, function in reaped.dead:
-            label = self._label(function)
-            self.metrics.dead_lettered.labels(queue, label, "worker_lost").inc()
-            logger.error("job %s (%s): its worker died too often; dead-lettered", job_id, function)

@@ -170,7 +170,7 @@ class Worker:
         self.leases = LeaseKeeper(
             context,
             functions=self.functions,
-            report_reaped=self.handler.report_reaped,
+            report_reaped=self.handler.reports.reaped,
             publish_entry=self.monitor.publish,
             on_heartbeat=lambda: self.notifier.status(self.status_line()),
         )
