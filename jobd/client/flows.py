@@ -191,7 +191,7 @@ def _store(prefix: str, jobs: Sequence[GraphJob], stamp: Stamp, cluster: bool) -
     ]
 
 
-PART = 500
+PART = 250
 """Jobs per flow.lua call, and calls per pipeline, of a graph stored in parts."""
 
 
@@ -219,6 +219,7 @@ def _store_held(prefix: str, jobs: Sequence[GraphJob], stamp: Stamp) -> Operatio
                 for index, job in enumerate(part):
                     if reply[1 + 2 * index]:
                         created[(job.ref.queue, job.ref.id)] = job
+        yield from _wait_for_parents(prefix, list(created.values()))
         yield from _link_across(prefix, list(created.values()))
         fate = yield Command(("SET", flow_key(prefix, gate), "committed", "NX", "PX", FLOW_KEY_MS))
         if fate is None:
@@ -236,6 +237,22 @@ def _store_held(prefix: str, jobs: Sequence[GraphJob], stamp: Stamp) -> Operatio
         JobRef(job.ref.id, job.ref.queue, created=(job.ref.queue, job.ref.id) in created)
         for job in jobs
     ]
+
+
+def _wait_for_parents(prefix: str, jobs: Sequence[GraphJob]) -> Operation:
+    """Add each new job's parents to its waits, PART per call and PART calls per pipeline,
+    before they are linked (see wait.lua)."""
+    calls: list[tuple[list[str], list[Any]]] = []
+    for job in jobs:
+        edges = [edge(queue, parent_id) for queue, parent_id in job.parents]
+        waits = QueueKeys(prefix, job.ref.queue).waits(job.ref.id)
+        calls += [([waits], edges[first : first + PART]) for first in range(0, len(edges), PART)]
+    for first in range(0, len(calls), PART):
+        replies = yield ScriptBatch("wait", calls[first : first + PART])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply  # nothing is linked yet: the flow is discarded
+    return None
 
 
 def _link_across(prefix: str, jobs: Sequence[GraphJob]) -> Operation:

@@ -45,11 +45,12 @@ SCRIPT_NAMES = (
     "settled",
     "throttle",
     "ungate",
+    "wait",
 )
 
 
 ALLOW_OOM = frozenset(SCRIPT_NAMES) - {
-    "enqueue", "flow", "link", "cron", "acquire", "emit", "follow",
+    "enqueue", "flow", "link", "wait", "cron", "acquire", "emit", "follow",
 }  # fmt: skip
 """Scripts that Redis runs even at maxmemory (shebang flag allow-oom, Redis 7): they move jobs that
 exist (claim, heartbeats, finish, retry, reap ...), so that workers finish what Redis holds while

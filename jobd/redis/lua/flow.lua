@@ -19,7 +19,8 @@
 -- ARGV[3] the flow's gate ('' = none): each new job also waits for the edge "~ <gate>", is
 -- indexed in its queue's 'gated' ZSET and notes the gate in its field 'gate'
 -- ARGV[4] '1' when the call holds a part of a graph stored in parts: parents are neither checked
--- nor linked here (the client links them with link.lua), and every one counts as waiting
+-- nor linked nor added to the job's waits here (the client does it with wait.lua and link.lua,
+-- while the gate holds the job)
 -- Returns {'ok', created (1 or 0), status, ...} per job, or {'missing', queue, id} when that
 -- parent is neither stored nor in the graph (nothing was stored)
 local prefix = ARGV[1]
@@ -64,9 +65,9 @@ for i, job in ipairs(graph) do
   else
     local edge = queue .. ' ' .. id
     local waits, failed, failed_status = {}, nil, nil
-    for _, parent in ipairs(job[15]) do
-      local status = nil -- not linked here: the client links it, and it counts as waiting
-      if link_here then status = link(parent, edge) end
+    -- stored in parts: the client adds the job's waits (wait.lua) and links it (link.lua)
+    for _, parent in ipairs(link_here and job[15] or {}) do
+      local status = link(parent, edge)
       if not ENDED[status] then
         waits[#waits + 1] = parent[1] .. ' ' .. parent[2]
       elseif status ~= 'succeeded' and job[14] == 'fail' and not failed then
