@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio
 
@@ -82,15 +82,18 @@ class Resolver:
         count = 0
         for queue in self.queues:
             keys = QueueKeys(self.prefix, queue)
-            members = await self.redis.zrange(keys.settled, 0, BATCH - 1)
-            for first in range(0, len(members), CONCURRENT):
+            entries = cast(
+                list[tuple[bytes, float]],
+                await self.redis.zrange(keys.settled, 0, BATCH - 1, withscores=True),
+            )
+            for first in range(0, len(entries), CONCURRENT):
                 await asyncio.gather(
                     *(
-                        self.settle(queue, member_text(member))
-                        for member in members[first : first + CONCURRENT]
+                        self.settle(queue, member_text(member), score)
+                        for member, score in entries[first : first + CONCURRENT]
                     )
                 )
-            count += len(members)
+            count += len(entries)
             await self.sweep_held(queue)
         return count
 
@@ -122,7 +125,8 @@ class Resolver:
                     await run_async_many(self.redis, "detach", detach)
                 logger.warning("job %s: its flow was never committed; discarded", job_id)
 
-    async def settle(self, queue: str, job_id: str) -> None:
+    async def settle(self, queue: str, job_id: str, score: float) -> None:
+        """Settle the end of `job_id` that its entry in 'settled' (with `score`) records."""
         keys = QueueKeys(self.prefix, queue)
         status, parents = await self.redis.hmget(keys.job(job_id), ["status", "parents"])
         if status in ENDED:
@@ -140,7 +144,7 @@ class Resolver:
         # not ended (a dead letter retried meanwhile): it comes back when it ends again
         await run_async(
             self.redis, "settled", [keys.job(job_id), keys.dependants(job_id), keys.settled],
-            [job_id],
+            [job_id, f"{score:.0f}"],
         )  # fmt: skip
 
     async def _tell_dependants(self, keys: QueueKeys, job_id: str, status: str) -> None:

@@ -368,8 +368,11 @@ local function base_of(job_key, id)
 end
 
 -- A job with links ended: its graph work goes to the outbox, its TTL waits (keep_ms noted).
+-- The entry's score is a new number of the queue's 'seq' counter at each end, so that a resolver
+-- that settled an earlier end (settled.lua) does not remove the entry of a later one.
 local function links_ended(job_key, id, keep_ms)
-  redis.call('ZADD', base_of(job_key, id) .. 'settled', 'NX', now_ms(), id)
+  local base = base_of(job_key, id)
+  redis.call('ZADD', base .. 'settled', redis.call('INCR', base .. 'seq'), id)
   redis.call('HSET', job_key, 'keep_ms', keep_ms)
 end
 
@@ -418,9 +421,15 @@ end
 
 -- An ended job that no dependant needs any more gets the TTL it was spared (keep_ms); a dead
 -- letter keeps none, as any dead letter.
+-- Not while the job's own end waits in 'settled': its entry still needs its record (to tell its
+-- dependants and leave its parents), and settled.lua gives the TTL when done. A dead letter
+-- purged while linked (dead_purge.lua left a record with 'purged') goes now.
 local function keep_unneeded(job_key, id)
-  local state = redis.call('HMGET', job_key, 'status', 'keep_ms', 'ev')
-  if state[2] and (state[1] == 'succeeded' or state[1] == 'aborted') then
+  local state = redis.call('HMGET', job_key, 'status', 'keep_ms', 'ev', 'purged')
+  if not state[2] or redis.call('ZSCORE', base_of(job_key, id) .. 'settled', id) then return end
+  if state[4] then
+    redis.call('DEL', job_key, events_key(job_key, id))
+  elseif state[1] == 'succeeded' or state[1] == 'aborted' then
     keep_events(job_key, id, state[3], tonumber(state[2]))
     keep_for(job_key, tonumber(state[2]))
   end

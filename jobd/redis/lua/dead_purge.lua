@@ -15,8 +15,18 @@ for _, id in ipairs(ARGV) do
     skipped[#skipped + 1] = id
   else
     local base = base_of(job_key, id)
-    redis.call('DEL', job_key, KEYS[3] .. id, events_key(job_key, id), base .. 'waits:' .. id,
-      base .. 'dependants:' .. id)
+    if redis.call('HEXISTS', job_key, 'links') == 1 then
+      -- of a workflow: its dependants must still be told it failed, and its parents that it
+      -- ended; what stays is a record without its arguments, result or error, which the
+      -- worker that settles it deletes (keep_unneeded)
+      redis.call('HDEL', job_key, 'payload', 'result', 'error', 'progress', 'headers')
+      redis.call('HSET', job_key, 'purged', 1)
+      links_ended(job_key, id, 0)
+      redis.call('DEL', KEYS[3] .. id, base .. 'waits:' .. id)
+    else
+      redis.call('DEL', job_key, KEYS[3] .. id, events_key(job_key, id), base .. 'waits:' .. id,
+        base .. 'dependants:' .. id)
+    end
     purged[#purged + 1] = id
   end
 end
