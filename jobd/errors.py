@@ -11,6 +11,7 @@
     ├── SerializationError     (also a TypeError) arguments or a result that JSON cannot carry
     │   └── PayloadTooLarge    an encoded payload above the configured byte limit
     ├── PayloadError           a stored payload that cannot be decoded
+    ├── DecryptError           an encrypted value without its key, or not encrypted for this job
     ├── InvalidJobOption       a bad enqueue option (job id, queue name, priority, delay …)
     ├── UnknownFunction        strict enqueue of a name that no live worker registers
     ├── JobNotFound            (also a LookupError) a job id that Redis does not hold (any more)
@@ -83,6 +84,29 @@ class PayloadTooLarge(SerializationError):
 
 class PayloadError(JobdError):
     """A stored payload that cannot be decoded; the message says why."""
+
+
+class DecryptError(JobdError):
+    """An encrypted value (jobd.crypto) that cannot be decrypted: its key is not configured, or it
+    was not encrypted for this job and field (copied from elsewhere, or changed in Redis). The
+    message names the key id it needs, never a key; `shown` is the short text that tools display
+    in its place ("encrypted (no key 1a2b3c4d)")."""
+
+    def __init__(self, message: str, *, key_id: str | None = None, missing: bool = False) -> None:
+        self.key_id = key_id
+        """The id of the key the value names (None for a value too damaged to name one)."""
+        self.missing = missing
+        """True when that key is not configured; False when it is and does not open the value."""
+        super().__init__(message)
+
+    @property
+    def shown(self) -> str:
+        """What tools show instead of the value."""
+        if self.missing:
+            return f"encrypted (no key {self.key_id})"
+        if self.key_id is None:
+            return "encrypted (damaged)"
+        return f"encrypted (key {self.key_id} does not open it)"
 
 
 class InvalidJobOption(JobdError, ValueError):

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from jobd.errors import InvalidJobOption, PayloadError, PayloadTooLarge, SerializationError
+from jobd import crypto
+from jobd.errors import (
+    DecryptError,
+    InvalidJobOption,
+    PayloadError,
+    PayloadTooLarge,
+    SerializationError,
+)
 from jobd.events import Progress, progress_of
 from jobd.serializer import Serializer, find_unserializable
 
@@ -104,6 +111,9 @@ class JobInfo:
     """(queue, id) of the jobs it waits for or waited for (enqueue(..., after=[...]))."""
     after_failure: str | None = None
     """"fail" or "run" for a job with parents (docs/workflows.md), else None."""
+    encryption_key_id: str | None = None
+    """The id of the key its arguments are encrypted with (docs/encryption.md), else None. Without
+    that key, its args, result, error message and traceback read "encrypted (no key <id>)"."""
 
 
 def _limit_name(base: str | None) -> str | None:
@@ -170,25 +180,40 @@ def _number(value: bytes | None) -> int | None:
     return int(value) if value not in (None, b"") else None
 
 
-def job_info(job_id: str, fields: dict[bytes, bytes], serializer: Serializer) -> JobInfo:
-    """Build a JobInfo from the job hash (HGETALL). Undecodable parts are shown, not raised."""
+def job_info(
+    job_id: str,
+    fields: dict[bytes, bytes],
+    serializer: Serializer,
+    keys: crypto.Keys | None = None,
+) -> JobInfo:
+    """Build a JobInfo from the job hash (HGETALL), decrypting what is encrypted with `keys`.
+    Undecodable parts are shown, not raised; so is an encrypted one without its key."""
+    function = _text(fields.get(b"function"))
+    queue = _text(fields.get(b"queue"))
+    seal = crypto.JobSeal(keys, job_id, queue, function)
     payload = fields.get(b"payload", b"")
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     try:
-        args, kwargs = decode_payload(serializer, payload)
+        args, kwargs = decode_payload(serializer, seal.open(payload, crypto.PAYLOAD))
+    except DecryptError as error:
+        args, kwargs = (error.shown,), {}
     except PayloadError:
         args, kwargs = (payload.decode(errors="replace"),), {}
     result: Any = None
     if b"result" in fields:
         try:
-            result = serializer.loads(fields[b"result"], what="result")
+            result = serializer.loads(seal.open(fields[b"result"], crypto.RESULT), what="result")
+        except DecryptError as error:
+            result = error.shown
         except PayloadError:
             result = fields[b"result"].decode(errors="replace")
     return JobInfo(
         id=job_id,
-        function=_text(fields.get(b"function")),
+        function=function,
         args=args,
         kwargs=kwargs,
-        queue=_text(fields.get(b"queue")),
+        queue=queue,
         priority=_number(fields.get(b"priority")) or 0,
         status=JobStatus(_text(fields.get(b"status")) or "not_found"),
         tries=_number(fields.get(b"tries")) or 0,
@@ -200,15 +225,16 @@ def job_info(job_id: str, fields: dict[bytes, bytes], serializer: Serializer) ->
         finished_at=timestamp(fields.get(b"finished_at")),
         expires_at=timestamp(fields.get(b"expires_at")),
         result=result,
-        error=decode_error(fields.get(b"error")),
+        error=decode_error(fields.get(b"error"), seal),
         group=_text(fields.get(b"group")) or None,
         cost=_number(fields.get(b"cost")) or 1,
         held_by=_limit_name(_text(fields.get(b"held")))
         if fields.get(b"status") == b"queued"
         else None,
-        progress=_progress(fields.get(b"progress")),
+        progress=_progress(fields.get(b"progress"), seal),
         parents=_parents(fields.get(b"parents")),
         after_failure=_text(fields.get(b"after_failure")) or None,
+        encryption_key_id=crypto.envelope_key_id(payload) if crypto.is_encrypted(payload) else None,
     )
 
 
@@ -221,27 +247,38 @@ def _parents(data: bytes | None) -> tuple[tuple[str, str], ...]:
         return ()
 
 
-def _progress(data: bytes | None) -> Progress | None:
+def _progress(data: bytes | None, seal: crypto.JobSeal) -> Progress | None:
     if not data:
         return None
     try:
-        return progress_of(json.loads(data))
-    except ValueError:
+        return progress_of(json.loads(seal.open(data, crypto.event_part("progress"))))
+    except (ValueError, DecryptError):
         return None
 
 
-def decode_error(data: bytes | None) -> ErrorInfo | None:
-    """The stored error JSON ({"type", "message", "traceback"}) as ErrorInfo."""
+def decode_error(data: bytes | None, seal: crypto.JobSeal | None = None) -> ErrorInfo | None:
+    """The stored error JSON ({"type", "message", "traceback"}) as ErrorInfo; an encrypted message
+    and traceback decrypted with `seal`, or shown as "encrypted (no key …)" without its key."""
     if not data:
         return None
     try:
         raw = json.loads(data)
-        return ErrorInfo(str(raw["type"]), str(raw["message"]), str(raw.get("traceback", "")))
+        message, traceback = str(raw["message"]), str(raw.get("traceback", ""))
+        error_type = str(raw["type"])
     except (ValueError, KeyError, TypeError):
         return ErrorInfo("UnknownError", data.decode(errors="replace"))
+    return ErrorInfo(
+        error_type,
+        crypto.readable(seal, message, crypto.ERROR_MESSAGE),
+        crypto.readable(seal, traceback, crypto.ERROR_TRACEBACK),
+    )
 
 
-def encode_error(error: ErrorInfo) -> bytes:
-    return json.dumps(
-        {"type": error.type, "message": error.message, "traceback": error.traceback}
-    ).encode()
+def encode_error(error: ErrorInfo, seal: crypto.JobSeal | None = None) -> bytes:
+    """The stored error JSON; with `seal` (a job that came encrypted), its message and traceback
+    are encrypted, its type stays readable."""
+    message, traceback = error.message, error.traceback
+    if seal is not None:
+        message = seal.seal_text(message, crypto.ERROR_MESSAGE)
+        traceback = seal.seal_text(traceback, crypto.ERROR_TRACEBACK) if traceback else ""
+    return json.dumps({"type": error.type, "message": message, "traceback": traceback}).encode()

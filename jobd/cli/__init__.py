@@ -8,6 +8,8 @@ jobs.py     jobd enqueue, jobd job show | abort
 dead.py     jobd dead list | retry | purge
 cron.py     jobd cron list
 config.py   jobd config show | init
+keygen.py   jobd keygen
+web.py      jobd web: the dashboard (jobd.web) under uvicorn
 """
 
 from jobd.cli.entry import main

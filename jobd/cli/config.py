@@ -16,6 +16,7 @@ from typing import Any
 
 import tomli_w
 
+from jobd import crypto
 from jobd.cli.shared import CommandFailed
 from jobd.config import loader as config
 from jobd.config.fields import has_reference
@@ -30,6 +31,9 @@ def show(settings: Settings) -> int:
     document = tomllib.loads(config.dump(settings))
     if settings.worker.signing_key:
         document["worker"]["signing_key"] = REDACTED  # config.dump leaves the secret out
+    keys = settings.worker.encryption_keys
+    if keys:  # left out too; shown by their ids, which are not secret
+        document["worker"]["encryption_keys"] = [REDACTED] * len(keys)
     if settings.source is not None:
         raw = tomllib.loads(Path(settings.source).read_text(encoding="utf-8"))
         hidden: list[Any] = []
@@ -41,6 +45,9 @@ def show(settings: Settings) -> int:
     print(
         f'# Values read from the environment are shown as "{REDACTED}"; so is the Redis password.'
     )
+    if keys:
+        ids = ", ".join(crypto.key_id(crypto.parse_key(key)) for key in keys)
+        print(f"# worker.encryption_keys: key ids {ids} (the first encrypts)")
     print(tomli_w.dumps(document), end="")
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 
 import redis
 
+from jobd import crypto
 from jobd.cli.shared import (
     CommandFailed,
     connect,
@@ -55,9 +56,14 @@ class DeadJob:
 
 
 def _dead_jobs(
-    connection: redis.Redis, prefix: str, queues: Sequence[str], limit: int
+    connection: redis.Redis,
+    prefix: str,
+    queues: Sequence[str],
+    limit: int,
+    keys: crypto.Keys | None = None,
 ) -> tuple[list[DeadJob], int]:
-    """The newest `limit` dead letters over `queues`, and how many there are in all."""
+    """The newest `limit` dead letters over `queues`, and how many there are in all; encrypted
+    error messages decrypted with `keys` (shown as "encrypted (no key …)" without them)."""
     pipe = connection.pipeline(transaction=False)
     for queue in queues:
         dead = QueueKeys(prefix, queue).dead
@@ -78,7 +84,8 @@ def _dead_jobs(
     jobs = []
     for (queue, job_id, score), fields in zip(found, pipe.execute() if found else [], strict=True):
         function, tries, lost, error_data = fields
-        error = decode_error(error_data)
+        seal = crypto.JobSeal(keys, job_id, queue, text(function))
+        error = decode_error(error_data, seal)
         jobs.append(
             DeadJob(
                 id=job_id,
@@ -100,7 +107,9 @@ def list_dead(
     """`jobd dead list`: the newest dead letters first."""
     with connect(settings) as client:
         queues = queues_for(client, settings, restrict)
-        jobs, total = _dead_jobs(client.redis, client.key_prefix, queues, limit)
+        jobs, total = _dead_jobs(
+            client.redis, client.key_prefix, queues, limit, client.encryption_keys
+        )
     if as_json:
         print_json(
             {

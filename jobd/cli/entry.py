@@ -83,7 +83,13 @@ def _operate(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from jobd.cli.shared import CommandFailed, UsageError
     from jobd.config import loader as config
     from jobd.config.settings import redact_url
-    from jobd.errors import InvalidJobOption, RedisAuthError, RedisUnavailable, SerializationError
+    from jobd.errors import (
+        DecryptError,
+        InvalidJobOption,
+        RedisAuthError,
+        RedisUnavailable,
+        SerializationError,
+    )
     from jobd.redis.auth import auth_message, is_auth_error
 
     prog = parser.prog
@@ -97,7 +103,7 @@ def _operate(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     except (UsageError, InvalidJobOption, SerializationError) as error:
         print(f"{prog}: error: {error} (see {prog} --help)", file=sys.stderr)
         return EXIT_USAGE
-    except CommandFailed as error:
+    except (CommandFailed, DecryptError) as error:
         print(f"{prog}: {' '.join(str(error).splitlines())}", file=sys.stderr)
         return EXIT_FAILURE
     except RedisAuthError as error:

@@ -23,7 +23,7 @@ from jobd.cli.shared import (
 from jobd.client.sync_client import SyncClient, SyncJob
 from jobd.config.durations import parse_duration
 from jobd.config.settings import Settings
-from jobd.errors import InvalidJobOption, JobAborted, JobFailed, JobNotFound
+from jobd.errors import DecryptError, InvalidJobOption, JobAborted, JobFailed, JobNotFound
 from jobd.events import JobEvent, Progress
 from jobd.model import JobInfo, JobStatus, check_job_id
 from jobd.redis.keys import QueueKeys
@@ -130,6 +130,10 @@ def enqueue(
             ) from None
         except JobAborted:
             raise CommandFailed(f"job {handle.id} was aborted") from None
+        except DecryptError as error:
+            raise CommandFailed(
+                f"job {handle.id} succeeded; its result is {error.shown}: {error}"
+            ) from None
         except JobNotFound:
             raise CommandFailed(f"job {handle.id} is gone (expired or purged)") from None
         except TimeoutError:
@@ -239,6 +243,7 @@ def describe(info: JobInfo, settings: Settings, now_ms: int, links: Links | None
         *([("progress", progress_text(info.progress))] if info.progress else []),
         ("tries", f"{info.tries} of {max_tries}"),
         ("lost", f"{info.lost} (tries whose worker died)"),
+        *([("encrypted", f"with key {info.encryption_key_id}")] if info.encryption_key_id else []),
         ("args", json.dumps(list(info.args), ensure_ascii=False)),
         ("kwargs", json.dumps(info.kwargs, ensure_ascii=False)),
         ("enqueued", when(info.enqueued_at)),

@@ -8,6 +8,7 @@ when they run, so `jobd --help` and `jobd run` load nothing they do not use.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Any, NoReturn
 
 from jobd import __version__
@@ -32,6 +33,8 @@ examples:
   jobd job follow JOB_ID               its events (progress, output) as they come, until it ends
   jobd dead list                       failed jobs, newest first; `dead retry|purge` act on them
   jobd config init                     write a commented jobs.toml to start from
+  jobd keygen                          print a new key for encrypted payloads
+  jobd web                             the web dashboard on http://127.0.0.1:9181/ (jobd[web])
 
 exit codes: 0 ok, 1 failure, 2 usage error, 78 configuration or Redis credential error
 """
@@ -186,6 +189,12 @@ def _config_init(arguments: argparse.Namespace, settings: Settings | None) -> in
     return config_commands.init(arguments.path)
 
 
+def _keygen(arguments: argparse.Namespace, settings: Settings | None) -> int:
+    from jobd.cli import keygen
+
+    return keygen.keygen()
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -232,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     _limits_parser(commands)
     _dead_parsers(commands)
     _config_parsers(commands)
+    _keygen_parser(commands)
+    _web_parser(commands)
     return parser
 
 
@@ -478,6 +489,25 @@ def _dead_parsers(commands: Any) -> None:
         _queue_option(change)
 
 
+def _keygen_parser(commands: Any) -> None:
+    _operator(
+        commands,
+        "keygen",
+        _keygen,
+        needs_config=False,
+        help="print a new key for encrypted payloads",
+        description="Print a new random key for worker.encryption_keys, Client(encryption_keys=)\n"
+        "and JOBD_ENCRYPTION_KEYS: 32 bytes from the operating system's random source, as\n"
+        "URL-safe base64, on stdout; its key id (what jobd stores beside each value it\n"
+        "encrypts, and names in errors) on stderr. Keep it secret, and in the environment,\n"
+        "never in jobs.toml. docs/encryption.md: rolling it out, rotating it.",
+        epilog="examples:\n"
+        "  jobd keygen                                   the key, and its id on stderr\n"
+        "  export JOBD_ENCRYPTION_KEY=$(jobd keygen)     for the workers' jobs.toml\n"
+        "  export JOBD_ENCRYPTION_KEYS=$NEW,$OLD         producers: the first encrypts",
+    )
+
+
 def _config_parsers(commands: Any) -> None:
     configuration = commands.add_parser(
         "config",
@@ -504,4 +534,51 @@ def _config_parsers(commands: Any) -> None:
     )
     init.add_argument(
         "path", metavar="PATH", nargs="?", default="jobs.toml", help="where (default: ./jobs.toml)"
+    )
+
+
+def _web(arguments: argparse.Namespace, settings: Settings) -> int:
+    from jobd.cli import web
+
+    return web.serve(settings, listen=arguments.listen, read_only=arguments.read_only)
+
+
+def _paragraphs(*texts: str) -> str:
+    return "\n\n".join(textwrap.fill(text, 78) for text in texts)
+
+
+def _web_parser(commands: Any) -> None:
+    web = _operator(
+        commands,
+        "web",
+        _web,
+        help="serve the web dashboard (needs the web extra: pip install 'jobd[web]')",
+        description=_paragraphs(
+            "Serve the dashboard in a browser: every queue with its jobs per state, "
+            "throughput and failures of the last hour, each job with its arguments, result or "
+            "traceback and live events, the dead letters (retry, purge), scheduled jobs, cron "
+            "entries, workers and limits, all read from the configuration's Redis (several "
+            "dashboards show the same). Actions (retry, purge, abort) are POSTs protected against "
+            "cross-site request forgery, and logged with who sent them.",
+            "It listens on 127.0.0.1:9181. To listen elsewhere, set JOBD_WEB_PASSWORD (and "
+            "JOBD_WEB_USER, default admin): every request then needs HTTP basic auth, and without "
+            "the password jobd web refuses to start (exit 78). Put TLS in front of it (a reverse "
+            "proxy) beyond a trusted network. To mount it in your own FastAPI or Starlette app "
+            "instead: app.mount('/jobd', jobd.web.create_app(client)).",
+        ),
+        epilog="examples:\n"
+        "  jobd web --config jobs.toml                      http://127.0.0.1:9181/\n"
+        "  jobd web --read-only                             no retry, purge or abort\n"
+        "  JOBD_WEB_PASSWORD=... jobd web --listen 0.0.0.0:9181   basic auth as admin",
+    )
+    web.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address to serve on (default: 127.0.0.1:9181; any other than loopback needs "
+        "JOBD_WEB_PASSWORD)",
+    )
+    web.add_argument(
+        "--read-only",
+        action="store_true",
+        help="show everything, offer no actions, and refuse their requests (403)",
     )

@@ -65,6 +65,7 @@ def connect(
             max_payload_bytes=worker.max_payload_bytes,
             redis_client=connection,
             signing_key=worker.signing_key or None,
+            encryption_keys=worker.encryption_keys or None,
         )
     finally:
         connection.close()

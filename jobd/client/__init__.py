@@ -16,6 +16,7 @@ Needs only `redis`: nothing here loads the worker, the daemon or their dependenc
 from jobd.client.async_client import Client, Job
 from jobd.client.sync_client import SyncClient, SyncJob
 from jobd.errors import (
+    DecryptError,
     InvalidJobOption,
     JobAborted,
     JobdError,
@@ -35,6 +36,7 @@ from jobd.model import JobInfo, JobStatus
 
 __all__ = [
     "Client",
+    "DecryptError",
     "InvalidJobOption",
     "Job",
     "JobAborted",

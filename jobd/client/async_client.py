@@ -54,16 +54,20 @@ class Client(Producer):
         replica_timeout: float = 1.0,
         tracing: bool = True,
         tracer_provider: Any = None,
+        encryption_keys: Iterable[str | bytes] | str | None = None,
     ) -> None:
         """`signing_key` signs every job (jobd.signing); None: the key in the environment variable
-        JOBD_SIGNING_KEY, if it is set. Enqueues are `send` spans when OpenTelemetry is installed
-        (of `tracer_provider`, default the global one); `tracing=False` makes none
-        (docs/tracing.md)."""
+        JOBD_SIGNING_KEY, if it is set. `encryption_keys` (URL-safe base64, `jobd keygen`)
+        encrypt each job's arguments with the first key and decrypt what the client reads with
+        any of them (docs/encryption.md; needs `jobd[crypto]`); None: the comma-separated keys of
+        JOBD_ENCRYPTION_KEYS, if it is set; [] turns encryption off. Enqueues are `send` spans
+        when OpenTelemetry is installed (of `tracer_provider`, default the global one);
+        `tracing=False` makes none (docs/tracing.md)."""
         super().__init__(
             url, key_prefix=key_prefix, default_queue=default_queue,
             max_payload_bytes=max_payload_bytes, signing_key=signing_key,
             enqueue_durability=enqueue_durability, replica_timeout=replica_timeout,
-            tracing=tracing, tracer_provider=tracer_provider,
+            tracing=tracing, tracer_provider=tracer_provider, encryption_keys=encryption_keys,
         )  # fmt: skip
         self._owns_redis = redis_client is None
         self.redis = redis_client or open_async(
@@ -251,7 +255,8 @@ class Job(Handle):
     async def result(self, timeout: float | None = None) -> Any:
         """Wait for the job to end and return its result.
 
-        Raises JobFailed, JobAborted, JobNotFound, or TimeoutError after `timeout` seconds.
+        Raises JobFailed, JobAborted, JobNotFound, or TimeoutError after `timeout` seconds;
+        DecryptError for an encrypted result whose key this client lacks (docs/encryption.md).
         """
         return await self._producer.run(self._result(timeout))
 

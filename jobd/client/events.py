@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from jobd import crypto
 from jobd.client.operations import (
     RESULT_BLOCK_SECONDS,
     Command,
@@ -23,8 +24,8 @@ from jobd.client.operations import (
     Operation,
     ScriptCall,
 )
-from jobd.errors import InvalidJobOption, JobNotFound, PayloadError
-from jobd.events import DROPPED, JobEvent, event_id
+from jobd.errors import DecryptError, InvalidJobOption, JobNotFound, PayloadError
+from jobd.events import DROPPED, FAILED, RETRYING, JobEvent, event_id
 from jobd.redis.keys import QueueKeys
 from jobd.serializer import Serializer
 
@@ -43,9 +44,12 @@ def follow(
     serializer: Serializer,
     after: int,
     keepalive: float | None = None,
+    encryption_keys: crypto.Keys | None = None,
 ) -> Operation:
     """Deliver the job's events after event number `after` (0: all), live, until its end.
-    With `keepalive`, deliver None after that many quiet seconds (for SSE comments)."""
+    With `keepalive`, deliver None after that many quiet seconds (for SSE comments). Encrypted
+    data is decrypted with `encryption_keys`, or delivered as "encrypted (no key …)" without
+    its key."""
     keys = QueueKeys(prefix, ref.queue)
     job_key, stream = keys.job(ref.id), keys.events(ref.id)
     reply = yield ScriptCall("follow", [job_key, stream], [ref.id])
@@ -58,6 +62,8 @@ def follow(
             f"({event_id(newest) if newest else 'it has none yet'}): ids come from this job's events"
         )
     position = after
+    # without keys, encrypted data is shown as such; with keys, the binding needs the function
+    seal = None if encryption_keys is not None else crypto.JobSeal(None, ref.id, ref.queue, "")
     quiet_since = time.monotonic()
     # an ended job's stream is complete: read what is there, without waiting for more
     tail_check = status in ENDED
@@ -80,9 +86,13 @@ def follow(
                     "operator purged it while it was followed"
                 )
             continue
+        if seal is None and any(crypto.MARK in f.get(b"d", b"") for _, f in entries):
+            # read once, and only for a job with encrypted events
+            function = yield Command(("HGET", job_key, "function"))
+            seal = crypto.JobSeal(encryption_keys, ref.id, ref.queue, (function or b"").decode())
         delivered: list[JobEvent | None] = []
         for number, fields in entries:
-            event = _event(number, fields, serializer, ref.id)
+            event = _event(number, fields, serializer, ref.id, seal)
             if number > position + 1:
                 dropped = {"count": number - position - 1}
                 delivered.append(JobEvent(event_id(number - 1), DROPPED, dropped, event.time))
@@ -115,7 +125,11 @@ def _entries(reply: Any) -> list[tuple[int, dict[bytes, bytes]]]:
 
 
 def _event(
-    number: int, fields: dict[bytes, bytes], serializer: Serializer, job_id: str
+    number: int,
+    fields: dict[bytes, bytes],
+    serializer: Serializer,
+    job_id: str,
+    seal: crypto.JobSeal | None = None,
 ) -> JobEvent:
     name = fields.get(b"e", b"").decode(errors="replace")
     try:
@@ -126,9 +140,20 @@ def _event(
     data: Any = None
     if raw:
         try:
+            if seal is not None:
+                raw = seal.open(raw, crypto.event_part(name))
             data = serializer.loads(raw, what=f"data of event {number} of job {job_id}")
+        except DecryptError as error:
+            data = error.shown
         except PayloadError:
             data = raw.decode(errors="replace")
+    if (
+        name in (FAILED, RETRYING)
+        and isinstance(data, dict)
+        and isinstance(data.get("message"), str)
+    ):
+        # the error message of a failed or retrying try, encrypted as the job's error is
+        data["message"] = crypto.readable(seal, data["message"], crypto.ERROR_MESSAGE)
     return JobEvent(event_id(number), name, data, at)
 
 

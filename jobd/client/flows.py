@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
+from jobd import crypto
 from jobd.client import tracing
 from jobd.client.operations import (
     Command,
@@ -113,14 +114,20 @@ def graph_job(
     parents: tuple[tuple[str, str], ...],
     after_failure: str,
     serializer: Serializer,
+    keys: crypto.Keys | None = None,
 ) -> GraphJob:
-    """Check and encode one job of a graph (nothing is sent)."""
+    """Check and encode one job of a graph (nothing is sent); with `keys`, its payload is
+    encrypted for it (and signed as stored, when the graph is signed)."""
     function, args, kwargs = call
     name = check_function(function)
     ref = JobRef(check_job_id(job_id) if job_id is not None else new_job_id(), options.queue)
     if (ref.queue, ref.id) in parents:
         raise InvalidJobOption(f"job {ref.id} cannot wait for itself")
     payload = encode_payload(serializer, args, kwargs)
+    if keys is not None:
+        payload = keys.encrypt(
+            payload, job_id=ref.id, queue=ref.queue, function=name, part=crypto.PAYLOAD
+        )
     return GraphJob(ref, name, payload, options, after_failure, parents)
 
 
@@ -346,7 +353,7 @@ class Flow(Generic[HandleType]):
         )  # fmt: skip
         job = graph_job(
             options, (function, args, kwargs), job_id, parent_edges(after or (), options.queue),
-            check_after_failure(after_failure), producer.serializer,
+            check_after_failure(after_failure), producer.serializer, producer.encryption_keys,
         )  # fmt: skip
         edge = (job.ref.queue, job.ref.id)
         if edge in self._ids:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from jobd import crypto
 from jobd.client import tracing
 from jobd.errors import (
     InvalidJobOption,
@@ -228,10 +229,12 @@ def enqueue(
     strict: bool = False,
     signing_key: bytes | None = None,
     tracer: Any = None,
+    keys: crypto.Keys | None = None,
 ) -> Operation:
-    """Store jobs of one queue in one script call; returns their JobRefs in order. With
-    `signing_key`, each job carries its signature (jobd.signing); with `tracer`, the call is a
-    `send` span whose context the jobs carry (jobd.client.tracing)."""
+    """Store jobs of one queue in one script call; returns their JobRefs in order. With `keys`,
+    each payload is encrypted for its job (jobd.crypto); with `signing_key`, each job carries its
+    signature (jobd.signing), made over the stored (encrypted) payload; with `tracer`, the call is
+    a `send` span whose context the jobs carry (jobd.client.tracing)."""
     fixed_keys, job_prefix = _enqueue_keys(prefix, options.queue)
     calls = list(calls)
     ids = [
@@ -239,6 +242,11 @@ def enqueue(
     ]
     names = [check_function(function) for function, _, _ in calls]
     payloads = [encode_payload(serializer, args, kwargs) for _, args, kwargs in calls]
+    if keys is not None:
+        payloads = [
+            keys.encrypt(p, job_id=i, queue=options.queue, function=name, part=crypto.PAYLOAD)
+            for i, name, p in zip(ids, names, payloads, strict=True)
+        ]
     if strict:
         yield from check_registered(prefix, options.queue, set(names))
     send = tracing.start_send(tracer, options.queue, ids, names) if tracer is not None else None
@@ -298,25 +306,29 @@ def status(prefix: str, ref: JobRef) -> Operation:
     return JobStatus(value.decode()) if value else JobStatus.NOT_FOUND
 
 
-def info(prefix: str, ref: JobRef, serializer: Serializer) -> Operation:
+def info(
+    prefix: str, ref: JobRef, serializer: Serializer, keys: crypto.Keys | None = None
+) -> Operation:
     fields = yield Command(("HGETALL", QueueKeys(prefix, ref.queue).job(ref.id)))
     if not fields:
         return None
-    result: JobInfo = job_info(ref.id, fields, serializer)
+    result: JobInfo = job_info(ref.id, fields, serializer, keys)
     return result
 
 
-def _outcome(ref: JobRef, state: list[Any] | None, serializer: Serializer) -> tuple[bool, Any]:
-    """(ended, value) from observe.lua's reply; raises for failed, aborted and missing jobs."""
+def _outcome(
+    ref: JobRef, state: list[Any] | None, serializer: Serializer, seal: crypto.JobSeal
+) -> tuple[bool, Any]:
+    """(ended, value) from observe.lua's reply; raises for failed, aborted and missing jobs, and
+    DecryptError for a result encrypted with a key that is not configured."""
     if not state:
         raise JobNotFound(f"job {ref.id} not found in queue {ref.queue!r}")
     current = state[0].decode() if state[0] else ""
     if current == JobStatus.SUCCEEDED:
-        return True, serializer.loads(state[1], what=f"result of job {ref.id}") if state[
-            1
-        ] else None
+        value = seal.open(state[1], crypto.RESULT) if state[1] else None
+        return True, serializer.loads(value, what=f"result of job {ref.id}") if value else None
     if current == JobStatus.FAILED:
-        error = decode_error(state[2])
+        error = decode_error(state[2], seal)
         assert error is not None
         raise JobFailed(ref.id, error.type, error.message, error.traceback)
     if current == JobStatus.ABORTED:
@@ -324,8 +336,15 @@ def _outcome(ref: JobRef, state: list[Any] | None, serializer: Serializer) -> tu
     return False, None
 
 
-def result(prefix: str, ref: JobRef, serializer: Serializer, timeout: float | None) -> Operation:
-    """Wait for the job to end: its return value, or JobFailed / JobAborted / TimeoutError.
+def result(
+    prefix: str,
+    ref: JobRef,
+    serializer: Serializer,
+    timeout: float | None,
+    encryption: crypto.Keys | None = None,
+) -> Operation:
+    """Wait for the job to end: its return value, or JobFailed / JobAborted / TimeoutError
+    (DecryptError for a result encrypted with a key `encryption` does not hold).
 
     Blocks on the job's done list (pushed by the script that ends the job), never on a sleep loop.
     """
@@ -333,7 +352,8 @@ def result(prefix: str, ref: JobRef, serializer: Serializer, timeout: float | No
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         state = yield ScriptCall("observe", [keys.job(ref.id)], [])
-        ended, value = _outcome(ref, state, serializer)
+        seal = yield from _seal_for(keys, ref, state, encryption)
+        ended, value = _outcome(ref, state, serializer, seal)
         if ended:
             return value
         block = RESULT_BLOCK_SECONDS
@@ -345,6 +365,17 @@ def result(prefix: str, ref: JobRef, serializer: Serializer, timeout: float | No
         done = keys.done(ref.id)
         # BLMOVE onto the same list rotates instead of consuming, so every waiter sees the marker.
         yield Command(("BLMOVE", done, done, "RIGHT", "LEFT", max(block, 0.01)))
+
+
+def _seal_for(
+    keys: QueueKeys, ref: JobRef, state: list[Any] | None, encryption: crypto.Keys | None
+) -> Operation:
+    """What opens the job's encrypted result and error. With keys, its binding needs the job's
+    function, read only when the job has encrypted values (observe.lua does not return it)."""
+    function = b""
+    if encryption is not None and state and any(crypto.MARK in (v or b"") for v in state[1:]):
+        function = yield Command(("HGET", keys.job(ref.id), "function"))
+    return crypto.JobSeal(encryption, ref.id, ref.queue, (function or b"").decode())
 
 
 def abort(prefix: str, ref: JobRef, timeout: float) -> Operation:

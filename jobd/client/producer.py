@@ -13,6 +13,7 @@ from redis.exceptions import (
     OutOfMemoryError,
 )
 
+from jobd import crypto
 from jobd.client import events, flows, tracing
 from jobd.client import operations as commands
 from jobd.client.operations import JobRef, Operation
@@ -32,7 +33,8 @@ Call = tuple[str, Sequence[Any], dict[str, Any]]
 def options_from_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The client options that the worker's `jobs.toml` at `path` implies: its Redis (for
     `url = "embedded"`, the running server's URL from the data dir), key prefix, timeouts, payload
-    limit, and the first of `worker.queues` as default queue. ConfigError if the file is invalid;
+    limit, signing and encryption keys, and the first of `worker.queues` as default queue.
+    ConfigError if the file is invalid;
     RedisUnavailable if it asks for the embedded Redis and no worker runs it.
 
     Loads jobd.config only now; it reads TOML with tomllib and loads none of the worker's parts."""
@@ -48,6 +50,7 @@ def options_from_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         "socket_timeout": settings.redis.socket_timeout,
         "connect_timeout": settings.redis.connect_timeout,
         "signing_key": settings.worker.signing_key or None,
+        "encryption_keys": settings.worker.encryption_keys or None,
         "enqueue_durability": settings.redis.enqueue_durability,
         "replica_timeout": settings.redis.replica_timeout,
     }
@@ -71,6 +74,7 @@ class Producer:
         replica_timeout: float = 1.0,
         tracing: bool = True,
         tracer_provider: Any = None,
+        encryption_keys: Iterable[str | bytes] | str | None = None,
     ) -> None:
         self.tracing = tracing
         self.tracer_provider = tracer_provider
@@ -101,6 +105,8 @@ class Producer:
         self._signing_key = (
             key_from_environment() if signing_key is None else key_bytes(signing_key)
         )
+        # None: the keys in JOBD_ENCRYPTION_KEYS, if set; () turns encryption off.
+        self._keys = crypto.producer_keys(encryption_keys)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url_text!r}, key_prefix={self.key_prefix!r})"
@@ -136,12 +142,18 @@ class Producer:
             )
         return commands.enqueue(
             self.key_prefix, options, normalized, self.serializer, job_ids=job_ids, strict=strict,
-            signing_key=self._signing_key, tracer=self.tracer,
+            signing_key=self._signing_key, tracer=self.tracer, keys=self._keys,
         )  # fmt: skip
 
     @property
     def signing_key(self) -> bytes | None:
         return self._signing_key
+
+    @property
+    def encryption_keys(self) -> crypto.Keys | None:
+        """The keys that encrypt this client's jobs (the first) and decrypt what it reads, or None
+        (jobd.crypto; their repr shows key ids only)."""
+        return self._keys
 
     @property
     def tracer(self) -> Any:
@@ -162,7 +174,7 @@ class Producer:
         parents = flows.parent_edges(after, options.queue)
         policy = flows.check_after_failure(after_failure)
         jobs = [
-            flows.graph_job(options, call, job_id, parents, policy, self.serializer)
+            flows.graph_job(options, call, job_id, parents, policy, self.serializer, self._keys)
             for call, job_id in zip(calls, job_ids or [None] * len(calls), strict=True)
         ]
         if strict:
@@ -229,18 +241,23 @@ class Handle:
         return commands.status(self._producer.key_prefix, self._ref)
 
     def _info(self) -> Operation:
-        return commands.info(self._producer.key_prefix, self._ref, self._producer.serializer)
+        producer = self._producer
+        return commands.info(
+            producer.key_prefix, self._ref, producer.serializer, producer.encryption_keys
+        )
 
     def _result(self, timeout: float | None) -> Operation:
         producer = self._producer
-        return commands.result(producer.key_prefix, self._ref, producer.serializer, timeout)
+        return commands.result(
+            producer.key_prefix, self._ref, producer.serializer, timeout, producer.encryption_keys
+        )
 
     def _follow(self, after: str | None, what: str, keepalive: float | None) -> Operation:
         """job.events() / job.sse(): checks `after` at once (InvalidJobOption naming `what`)."""
         producer = self._producer
         return events.follow(
             producer.key_prefix, self._ref, producer.serializer, event_number(after, what),
-            keepalive,
+            keepalive, producer.encryption_keys,
         )  # fmt: skip
 
     def _abort(self, timeout: float) -> Operation:

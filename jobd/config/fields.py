@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from jobd import crypto
 from jobd.config.durations import ACCEPTED_FORMAT, format_duration, parse_duration
 from jobd.config.settings import EMBEDDED_URL
 from jobd.redis.connect import parse_topology, topology_kind
@@ -440,6 +441,49 @@ def signing_key(value: str, shown: str) -> str | None:
         f"is {len(value)} characters long, use at least {MIN_SIGNING_KEY_LENGTH} "
         "(e.g. the output of `openssl rand -hex 32`)"
     )
+
+
+def encryption_keys(reader: Reader, raw: object, path: str) -> tuple[str, ...] | None:
+    """An array of keys read from the environment, each 32 bytes as URL-safe base64; entries that
+    expand to "" are skipped. Problems name the entry's position, never its value; an entry
+    written literally is reported by the loader (secrets come from the environment only)."""
+    if not isinstance(raw, list):
+        reader.problem(
+            path,
+            'expected an array of keys read from the environment, like ["${JOBD_ENCRYPTION_KEY}"]'
+            f", got {describe(raw)}",
+        )
+        return None
+    keys: list[str] = []
+    good = True
+    for index, item in enumerate(raw):
+        where = f"{path}[{index}]"
+        if not isinstance(item, str):
+            reader.problem(where, f"expected string, got {describe(item)}")
+            good = False
+            continue
+        if item and not has_reference(item):
+            good = False  # written into the file: the loader says so
+            continue
+        value = reader.expand(item, where)
+        if value is None:
+            good = False
+            continue
+        if not value.strip():
+            continue
+        try:
+            crypto.parse_key(value)
+        except ValueError:
+            reader.problem(where, f"{crypto.KEY_RULE}; the value is not shown")
+            good = False
+            continue
+        keys.append(value.strip())
+    if good and keys:
+        missing = crypto.cryptography_missing()
+        if missing is not None:
+            reader.problem(path, missing)
+            good = False
+    return tuple(keys) if good else None
 
 
 def time_zone(value: str, shown: str) -> str | None:

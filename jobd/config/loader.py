@@ -202,7 +202,8 @@ def _pool_limit(reader: Reader, redis: RedisSettings, worker: WorkerSettings) ->
 
 
 def _secrets_from_environment(reader: Reader, document: dict[str, Any]) -> None:
-    """A signing key written into the file would be shown by every copy of it: refuse it."""
+    """A signing or encryption key written into the file would be shown by every copy of it:
+    refuse it."""
     table = document.get("worker")
     raw = table.get("signing_key") if isinstance(table, dict) else None
     if isinstance(raw, str) and raw and not check.has_reference(raw):
@@ -211,6 +212,14 @@ def _secrets_from_environment(reader: Reader, document: dict[str, Any]) -> None:
             'must be read from the environment, like signing_key = "${JOBD_SIGNING_KEY}" '
             "(the value written in the file is not shown)",
         )
+    keys = table.get("encryption_keys") if isinstance(table, dict) else None
+    for index, item in enumerate(keys if isinstance(keys, list) else ()):
+        if isinstance(item, str) and item and not check.has_reference(item):
+            reader.problem(
+                f"worker.encryption_keys[{index}]",
+                "must be read from the environment, like encryption_keys = "
+                '["${JOBD_ENCRYPTION_KEY}"] (the value written in the file is not shown)',
+            )
 
 
 def _section(
@@ -367,6 +376,7 @@ def _read_fields(
 
 
 _CONVERTERS: dict[tuple[type, str], Callable[[Reader, object, str], Any]] = {
+    (WorkerSettings, "encryption_keys"): check.encryption_keys,
     (FunctionSettings, "limits"): limit_rules.read_names,
     (LimitSettings, "rate"): limit_rules.read_rate,
     (LimitSettings, "cost"): limit_rules.read_rate,
@@ -490,7 +500,7 @@ def warnings_for(settings: Settings) -> list[str]:
 
 def dump(settings: Settings) -> str:
     """The effective settings as TOML (durations as "30s"), the Redis password redacted and the
-    signing key left out."""
+    signing and encryption keys left out."""
     import tomli_w  # here: a producer reading the file (Client.from_config) never writes TOML
 
     document: dict[str, Any] = {
@@ -499,7 +509,8 @@ def dump(settings: Settings) -> str:
         if field.name not in ("source", "functions", "cron", "limits")
     }
     document["redis"]["url"] = _plain(settings.redis.redacted_url())
-    document["worker"].pop("signing_key", None)  # a secret: never written out
+    document["worker"].pop("signing_key", None)  # secrets: never written out
+    document["worker"].pop("encryption_keys", None)
     if settings.functions:
         document["functions"] = {
             name: _plain_table(function) for name, function in settings.functions.items()

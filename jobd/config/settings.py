@@ -158,6 +158,10 @@ class WorkerSettings:
     max_json_depth: int = 64
     # HMAC key: jobs must carry a signature made with it (from the environment only; "" = off)
     signing_key: str = field(default="", repr=False)
+    # AES-256-GCM keys (32 random bytes as URL-safe base64, `jobd keygen`) of encrypted payloads:
+    # the first encrypts, every one decrypts (from the environment only; empty entries are
+    # skipped; none = off; docs/encryption.md)
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,7 @@ from jobd.redis.scripts import Argument, run_async_many
 from jobd.serializer import JsonSerializer, Serializer
 from jobd.worker.resilience import RedisCaller
 from jobd.worker.runner import ClaimedJob
+from jobd.worker.sealing import seal_event
 
 logger = logging.getLogger("jobd.events")
 
@@ -97,13 +98,14 @@ class EventWriter:
     # -- the job's side ----------------------------------------------------------------------------
 
     async def emit(self, job: ClaimedJob, event: str, data: Any) -> None:
-        """Buffer one event of `job` (the name is checked by JobContext.emit)."""
+        """Buffer one event of `job` (the name is checked by JobContext.emit); its data is
+        encrypted when the job came encrypted (jobd.worker.sealing)."""
         text = "" if data is None else self._encode(event, data)
-        await self.add(job, event, text)
+        await self.add(job, event, seal_event(job, event, text))
 
     async def progress(self, job: ClaimedJob, fraction: float, message: str | None) -> None:
         text = self._encode(PROGRESS, {"fraction": fraction, "message": message})
-        await self.add(job, PROGRESS, text, progress=True)
+        await self.add(job, PROGRESS, seal_event(job, PROGRESS, text), progress=True)
 
     def _encode(self, event: str, data: Any) -> str:
         return self.serializer.dumps(data, what=f"data of event {event!r}").decode()

@@ -21,7 +21,8 @@ from typing import Any, cast
 
 import redis.asyncio
 
-from jobd.errors import JobAborted, JobFailed, JobNotFound
+from jobd.crypto import RESULT, JobSeal, Keys
+from jobd.errors import DecryptError, JobAborted, JobFailed, JobNotFound
 from jobd.model import JobStatus, decode_error
 from jobd.redis.graph import (
     FLOW_KEY_MS,
@@ -54,10 +55,14 @@ ENDED = (b"succeeded", b"failed", b"aborted")
 class Resolver:
     """Works through the settled lists of the worker's queues (see the module docstring)."""
 
-    def __init__(self, context: WorkerContext, *, serializer: Serializer) -> None:
-        """`serializer` reads the parents' results (the worker's result serializer)."""
+    def __init__(
+        self, context: WorkerContext, *, serializer: Serializer, keys: Keys | None = None
+    ) -> None:
+        """`serializer` reads the parents' results (the worker's result serializer), `keys`
+        decrypt those that are encrypted (jobd.crypto)."""
         self.context = context
         self.serializer = serializer
+        self.keys = keys
         self.redis = context.redis
         self.prefix = context.settings.redis.key_prefix
         self.queues = context.settings.worker.queues
@@ -166,7 +171,9 @@ class Resolver:
 
     async def parent_results(self, job: ClaimedJob) -> dict[str, Any]:
         """jobd.current_job().parent_results() of `job`."""
-        return await parent_results(self.redis, self.prefix, job.queue, job.id, self.serializer)
+        return await parent_results(
+            self.redis, self.prefix, job.queue, job.id, self.serializer, self.keys
+        )
 
     @staticmethod
     def _check(replies: list[Any], what: str) -> None:
@@ -176,27 +183,40 @@ class Resolver:
 
 
 async def parent_results(
-    client: redis.asyncio.Redis, prefix: str, queue: str, job_id: str, serializer: Serializer
+    client: redis.asyncio.Redis,
+    prefix: str,
+    queue: str,
+    job_id: str,
+    serializer: Serializer,
+    keys: Keys | None = None,
 ) -> dict[str, Any]:
     """Parent id -> its result; a parent that failed maps to a JobFailed, one aborted to a
-    JobAborted, one whose record is gone to a JobNotFound (each an exception object, not
-    raised)."""
+    JobAborted, one whose record is gone to a JobNotFound, one whose encrypted result `keys`
+    cannot decrypt to a DecryptError (each an exception object, not raised)."""
     parents = parents_of(await client.hget(QueueKeys(prefix, queue).job(job_id), "parents"))
     if not parents:
         return {}
     async with client.pipeline(transaction=False) as pipe:
         for parent_queue, parent_id in parents:
             pipe.hmget(
-                QueueKeys(prefix, parent_queue).job(parent_id), ["status", "result", "error"]
+                QueueKeys(prefix, parent_queue).job(parent_id),
+                ["status", "result", "error", "function"],
             )
         rows = await pipe.execute()
     results: dict[str, Any] = {}
-    for (parent_queue, parent_id), (status, result, error) in zip(parents, rows, strict=True):
+    for (parent_queue, parent_id), row in zip(parents, rows, strict=True):
+        status, result, error, function = row
+        seal = JobSeal(keys, parent_id, parent_queue, (function or b"").decode(errors="replace"))
         if status == JobStatus.SUCCEEDED.encode():
             what = f"result of job {parent_id}"
-            results[parent_id] = serializer.loads(result, what=what) if result else None
+            try:
+                opened = seal.open(result, RESULT) if result else None
+            except DecryptError as problem:
+                results[parent_id] = problem
+                continue
+            results[parent_id] = serializer.loads(opened, what=what) if opened else None
         elif status == JobStatus.FAILED.encode():
-            info = decode_error(error)
+            info = decode_error(error, seal)
             results[parent_id] = JobFailed(
                 parent_id, info.type if info else "Error", info.message if info else "",
                 info.traceback if info else "",

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 
 from jobd.config.settings import RetrySettings
 from jobd.context import JobChannel
+from jobd.crypto import Keys
 from jobd.model import ErrorInfo, encode_error
 from jobd.ops.logs import log_fast
 from jobd.signing import signature_problem
+from jobd.worker import sealing
 from jobd.worker.backoff import backoff_delay
 from jobd.worker.channel import WorkerChannel
 from jobd.worker.context import WorkerContext
@@ -49,6 +51,7 @@ _DEAD_REASONS = {
     "SignatureInvalid": "signature",
     "InvalidJob": "invalid_job",
     "Throttled": "throttled",
+    "DecryptError": sealing.DEAD_REASON,
 }
 
 
@@ -81,8 +84,10 @@ class JobHandler:
         outcomes: OutcomeCounts,
         signing_key: bytes | None = None,
         tracer: JobTracer | None = None,
+        encryption_keys: Keys | None = None,
     ) -> None:
-        """`signing_key`: with worker.signing_key, only jobs signed with it run (jobd.signing)."""
+        """`signing_key`: with worker.signing_key, only jobs signed with it run (jobd.signing).
+        `encryption_keys` decrypt encrypted jobs (jobd.worker.sealing)."""
         self.settings = context.settings
         self.worker_id = context.worker_id
         self.call = context.call
@@ -97,6 +102,7 @@ class JobHandler:
         self.tracer = tracer
         """With [tracing] enabled, the spans of the tries (jobd.worker.tracing), else None."""
         self.signing_key = signing_key
+        self.encryption_keys = encryption_keys
         self.reports = JobReports(context.metrics, context.settings, functions)
         self._label = self.reports.label
         self._series = self.reports.series
@@ -175,7 +181,8 @@ class JobHandler:
         return None
 
     async def _run(self, job: ClaimedJob) -> Result:
-        refusal = self._refusal(job)
+        # the signature covers the stored (encrypted) payload: checked before it is decrypted
+        refusal = self._refusal(job) or await sealing.unseal(job, self.encryption_keys)
         if refusal is not None:
             return refusal
         registered = self.functions.get(job.function)
@@ -259,7 +266,8 @@ class JobHandler:
 
     async def _succeed(self, job: ClaimedJob, value: bytes, keep_ms: int, seconds: float) -> None:
         """Store the result; the job is done."""
-        verdict = await self.finisher.submit(Finish(job, "succeeded", value, keep_ms, False))
+        stored = sealing.seal_result(job, value)
+        verdict = await self.finisher.submit(Finish(job, "succeeded", stored, keep_ms, False))
         if self._stored(job, verdict, seconds):
             self._finished(job, "succeeded", seconds)
             if logger.isEnabledFor(logging.INFO):
@@ -273,7 +281,7 @@ class JobHandler:
     ) -> None:
         """No try left, or none may be made: store the error and keep the job among the dead."""
         verdict = await self.finisher.submit(
-            Finish(job, "failed", encode_error(error), keep_ms, True)
+            Finish(job, "failed", encode_error(error, job.seal), keep_ms, True)
         )
         if self._stored(job, verdict, seconds):
             self._finished(job, outcome, seconds, final=True)

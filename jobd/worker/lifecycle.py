@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from jobd import crypto
 from jobd.config.settings import Settings
 from jobd.ops.health import Health
 from jobd.ops.metrics import Metrics
@@ -121,12 +122,17 @@ class Worker:
                 diagnose_tls, settings.redis.url, settings.redis.connect_timeout
             ),
         )
+        # None without keys: cryptography is then never imported (docs/encryption.md)
+        self.encryption_keys = crypto.keys_from(worker.encryption_keys, "worker.encryption_keys")
         self.store = Store(
             self.redis,
             prefix=settings.redis.key_prefix,
             worker_id=self.worker_id,
             lease_ms=round(worker.lease_timeout * 1000),
-            max_payload_bytes=worker.max_payload_bytes,
+            # claim.lua bounds the stored payload: an encrypted one is larger than its JSON
+            max_payload_bytes=crypto.sealed_size(worker.max_payload_bytes)
+            if self.encryption_keys is not None
+            else worker.max_payload_bytes,
             limit_specs=limit_specs(settings),
         )
         self.finished = asyncio.Event()
@@ -153,7 +159,9 @@ class Worker:
         )
         self.finisher = Finisher(self.store, self.call)
         self.events = EventWriter.for_worker(self.redis, settings, self.call, self.metrics)
-        self.resolver = Resolver(context, serializer=runner.result_serializer)
+        self.resolver = Resolver(
+            context, serializer=runner.result_serializer, keys=self.encryption_keys
+        )
         self.outcomes = OutcomeCounts(settings.redis.key_prefix)
         self.handler = JobHandler(
             context,
@@ -165,6 +173,7 @@ class Worker:
             outcomes=self.outcomes,
             tracer=self._tracer(settings),
             signing_key=signing_key,
+            encryption_keys=self.encryption_keys,
         )
         self.monitor = Monitor(context, outcomes=self.outcomes)
         self.leases = LeaseKeeper(
@@ -232,6 +241,12 @@ class Worker:
             worker.concurrency,
             ",".join(self.functions),
         )
+        if self.encryption_keys is not None:
+            logger.info(
+                "worker %s: encrypted jobs: decrypts keys %s; jobs that come encrypted get their "
+                "results, errors and events encrypted with the same key", self.worker_id,
+                ", ".join(self.encryption_keys.ids),
+            )  # fmt: skip
         self.block_watch.start()
         try:
             await self.call("subscribe", self.leases.check_channels, keep_trying=True)

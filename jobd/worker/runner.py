@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from jobd.context import JobChannel, JobContext, set_current_job
+from jobd.crypto import JobSeal
 from jobd.errors import PayloadError, PayloadTooLarge, Retry, SerializationError, Throttled
 from jobd.model import ErrorInfo, decode_payload
 from jobd.serializer import Serializer
@@ -66,6 +67,9 @@ class ClaimedJob:
     """The try's span while tracing is on (jobd.worker.tracing), else None."""
     traceparent: str = ""
     """That span's W3C traceparent: kept on the job when it ends, for its dependants' links."""
+    seal: JobSeal | None = None
+    """Set when its payload came encrypted (and was decrypted): encrypts its result, the message and
+    traceback of its errors and its event data under the same key (jobd.worker.sealing)."""
 
 
 class Outcome(StrEnum):

@@ -322,7 +322,7 @@ class Store:
                 keys.wake,
                 keys.queued,
             ],
-            [job.id, job.token, delay_ms, encode_error(error)],
+            [job.id, job.token, delay_ms, encode_error(error, job.seal)],
         )
         assert isinstance(reply, list)
         return reply[0].decode(), int(reply[1])
@@ -356,7 +356,7 @@ class Store:
                 job.token,
                 pause_ms,
                 max_throttled_ms,
-                encode_error(error),
+                encode_error(error, job.seal),
                 *_limit_pairs(limits),
             ],
         )

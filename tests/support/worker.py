@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,8 +46,11 @@ def settings_for(
     cron: list[dict[str, Any]] | None = None,
     limits: dict[str, dict[str, Any]] | None = None,
     events: dict[str, Any] | None = None,
+    encryption_keys: Sequence[str] | None = None,
 ) -> Settings:
-    """Settings through the real loader, with short leases and fast retries for tests."""
+    """Settings through the real loader, with short leases and fast retries for tests.
+    `encryption_keys` become worker.encryption_keys, read from the environment as the loader
+    demands (variables given to the loader only, not set in the process)."""
     document: dict[str, Any] = {
         "redis": {"url": url, "key_prefix": prefix},
         "worker": {
@@ -70,7 +74,12 @@ def settings_for(
         document["limits"] = limits
     if events:
         document["events"] = events
-    return config.loads(tomli_w.dumps(document), source="test.toml")
+    environ = dict(os.environ)
+    if encryption_keys is not None:
+        names = [f"JOBD_TEST_ENCRYPTION_KEY_{index}" for index in range(len(encryption_keys))]
+        document["worker"]["encryption_keys"] = ["${" + name + "}" for name in names]
+        environ.update(zip(names, encryption_keys, strict=True))
+    return config.loads(tomli_w.dumps(document), source="test.toml", environ=environ)
 
 
 @asynccontextmanager

@@ -807,6 +807,9 @@ DURATIONS = st.sampled_from(["30s", "250ms", "1h30m", "2d", 5, 0.5, "${X:-2s}", 
 def good_values(cls: Any, name: str) -> st.SearchStrategy[Any]:
     """Plausible values for one field, from its annotation (and its name, for strings)."""
     hint = typing.get_type_hints(cls)[name]
+    if name == "encryption_keys":
+        keys = ["${X:-}", "${X:-" + "k" * 43 + "}", "${HOME}"]  # the last: not a key
+        return st.lists(st.sampled_from(keys[:-1]) | st.sampled_from(keys), max_size=2)
     if hint is bool:
         return st.booleans()
     if hint is int:
@@ -891,7 +894,8 @@ def test_any_toml_document_gives_settings_or_config_error(document: dict[str, An
         return
     assert isinstance(settings, Settings)
     redacted = dataclasses.replace(settings.redis, url=settings.redis.redacted_url())
-    worker = dataclasses.replace(settings.worker, signing_key="")  # a secret: dump leaves it out
+    # secrets: dump leaves them out
+    worker = dataclasses.replace(settings.worker, signing_key="", encryption_keys=())
     expected = dataclasses.replace(settings, source=None, redis=redacted, worker=worker)
     assert loads(dump(settings), environ={}) == expected
 

@@ -29,8 +29,15 @@ WORKER_ONLY = (
     "jobd.cli",
     "jobd.daemon",
     "jobd.config.loader",
+    "jobd.web",
+    "starlette",
+    "jinja2",
+    "uvicorn",
 )
 """Modules (and their submodules) that a producer never loads."""
+
+WEB_ONLY = ("jobd.web", "starlette", "jinja2", "uvicorn")
+"""The dashboard and its dependencies (the web extra): neither producers nor workers load them."""
 
 
 def loaded_after(statement: str) -> set[str]:
@@ -62,6 +69,20 @@ def test_the_check_itself_can_fail() -> None:
     """Guard against a check that cannot fail: the daemon does load the worker and its metrics."""
     found = among(loaded_after("import jobd.daemon"), WORKER_ONLY)
     assert {"jobd.worker.lifecycle", "prometheus_client"} <= set(found)
+
+
+def test_the_worker_loads_nothing_of_the_dashboard() -> None:
+    modules = loaded_after("import jobd.cli, jobd.daemon, jobd.worker.lifecycle")
+    assert "jobd.worker.lifecycle" in modules
+    assert among(modules, WEB_ONLY) == []
+
+
+def test_the_dashboard_loads_no_worker() -> None:
+    """jobd.web reads Redis through the producer client; the worker's loops stay out."""
+    modules = loaded_after("import jobd.web")
+    assert {"jobd.web.app", "starlette", "jinja2"} <= modules
+    assert among(modules, ("jobd.worker", "jobd.daemon", "jobd.cli", "uvloop")) == []
+    assert among(modules, ("prometheus_client", "croniter", "uvicorn")) == []
 
 
 def test_a_producer_needs_one_import_line() -> None:
@@ -117,10 +138,11 @@ def test_what_a_file_asks_for_is_loaded() -> None:
 
 SHARED = (
     "jobd", "jobd.errors", "jobd.context", "jobd.model", "jobd.events", "jobd.serializer",
-    "jobd.signing",
+    "jobd.signing", "jobd.crypto",
 )  # fmt: skip
 """The vocabulary every part speaks: the error tree, current_job(), the job model, job events,
-JSON, signing (`jobd` itself is the package's __init__, which imports only context and errors)."""
+JSON, signing, encryption (`jobd` itself is the package's __init__, which imports only context
+and errors)."""
 
 ALLOWED: Mapping[str, tuple[str, ...]] = {
     "shared": SHARED,
@@ -138,13 +160,24 @@ ALLOWED: Mapping[str, tuple[str, ...]] = {
         "jobd.redis",
         "jobd.config",
         "jobd.daemon",
+        "jobd.web",
+    ),
+    "jobd.web": (
+        *SHARED,
+        "jobd.web",
+        "jobd.client",
+        "jobd.redis",
+        "jobd.config",
+        # cron_overview, for the cron page (imported there, when entries are configured)
+        "jobd.worker.cron",
     ),
     "jobd.daemon": (*SHARED, "jobd.worker", "jobd.ops", "jobd.redis", "jobd.config"),
     "jobd.sync_client": ("jobd.client",),
     "jobd.__main__": ("jobd.cli",),
 }
 """What each part may import: a name allows its submodules too ("jobd" is the __init__ alone).
-Nothing below imports the worker, the operations side or the command line."""
+Nothing below imports the worker, the operations side or the command line; the dashboard
+(jobd.web) reads through the producer client, and borrows only the worker's cron arithmetic."""
 
 
 def module_name(path: Path) -> str:
