@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from jobd.config.settings import RetrySettings
 from jobd.context import JobChannel
-from jobd.crypto import Keys
+from jobd.crypto import MARK, Keys
 from jobd.model import ErrorInfo, encode_error
 from jobd.ops.logs import log_fast
 from jobd.signing import signature_problem
@@ -124,14 +124,6 @@ class JobHandler:
                 (job.id, job.function, job.queue, job.tries), _event(job, event="job_started"),
             )  # fmt: skip
         try:
-            await self._handle(entry, job, started)
-        finally:
-            if job.trace is not None:
-                assert self.tracer is not None
-                self.tracer.end(job.trace)
-
-    async def _handle(self, entry: RunningJob, job: ClaimedJob, started: float) -> None:
-        try:
             try:
                 result = await self._run(job)
             except asyncio.CancelledError:
@@ -154,6 +146,10 @@ class JobHandler:
             raise
         except Exception:
             logger.exception("job %s: could not store its outcome", job.id)
+        finally:
+            if job.trace is not None:
+                assert self.tracer is not None
+                self.tracer.end(job.trace)
 
     async def _settle_events(self, job: ClaimedJob, cancel_reason: str | None) -> None:
         """What the job emitted goes to its stream before its outcome (and end event) does; a
@@ -182,7 +178,9 @@ class JobHandler:
 
     async def _run(self, job: ClaimedJob) -> Result:
         # the signature covers the stored (encrypted) payload: checked before it is decrypted
-        refusal = self._refusal(job) or await sealing.unseal(job, self.encryption_keys)
+        refusal = self._refusal(job)
+        if refusal is None and job.payload.startswith(MARK):  # a plain job awaits nothing
+            refusal = await sealing.unseal(job, self.encryption_keys)
         if refusal is not None:
             return refusal
         registered = self.functions.get(job.function)
