@@ -20,17 +20,15 @@ from jobd.cli.shared import (
     CommandFailed,
     connect,
     format_moment,
-    moment,
-    number,
     print_json,
     queues_for,
     server_ms,
     table,
-    text,
 )
 from jobd.config.settings import Settings
 from jobd.model import check_job_id, decode_error
 from jobd.redis.keys import QueueKeys
+from jobd.redis.replies import moment, number, text
 from jobd.redis.scripts import run_sync
 
 BATCH = 500

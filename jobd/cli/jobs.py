@@ -13,20 +13,19 @@ from jobd.cli.shared import (
     CommandFailed,
     UsageError,
     connect,
-    format_age,
     format_moment,
     print_json,
     queues_for,
     server_ms,
-    text,
 )
 from jobd.client.sync_client import SyncClient, SyncJob
-from jobd.config.durations import parse_duration
+from jobd.config.durations import format_age, parse_duration
 from jobd.config.settings import Settings
 from jobd.errors import DecryptError, InvalidJobOption, JobAborted, JobFailed, JobNotFound
 from jobd.events import JobEvent, Progress
 from jobd.model import JobInfo, JobStatus, check_job_id
 from jobd.redis.keys import QueueKeys
+from jobd.redis.replies import text
 
 ABORT_WAIT = 5.0
 """How long `job abort` waits for a running job's worker to confirm the cancellation, seconds."""

@@ -9,10 +9,17 @@ from typing import Any
 
 import redis
 
-from jobd.cli.shared import connect, format_moment, moment, print_json, server_ms, table
+from jobd.cli.shared import (
+    connect,
+    format_moment,
+    print_json,
+    server_ms,
+    table,
+)
 from jobd.config.limits import owner_queue
 from jobd.config.settings import LimitSettings, Rate, Settings
 from jobd.redis.keys import QueueKeys, member_text
+from jobd.redis.replies import moment
 
 BUSIEST_GROUPS = 5
 """Groups of a per-group limit shown, the busiest first."""

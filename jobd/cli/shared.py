@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -23,6 +22,8 @@ from jobd.config.settings import Settings
 from jobd.redis.connect import connection_options, open_sync, retry_backoff
 from jobd.redis.embedded import client_url
 from jobd.redis.keys import RegistryKeys
+from jobd.redis.registry import WorkerEntry, worker_entry
+from jobd.redis.replies import text
 
 CLI_TIMEOUT = 5.0
 """Socket and connect timeout of the operator commands, seconds (at most; the file may say less)."""
@@ -80,46 +81,9 @@ def server_ms(connection: redis.Redis) -> int:
 # -- output -----------------------------------------------------------------------------------
 
 
-def text(value: object) -> str:
-    """A Redis reply as text ("" for nil)."""
-    if value is None:
-        return ""
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def number(value: object) -> int | None:
-    """A stored integer, or None when it is missing or not a number."""
-    try:
-        return int(text(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def moment(milliseconds: int | None) -> datetime | None:
-    return None if milliseconds is None else datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
-
-
 def format_moment(value: datetime | None) -> str:
     """UTC wall time for tables: 2025-01-02 03:04:05Z."""
     return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def format_age(seconds: float | None) -> str:
-    """A short age: 850ms, 12s, 5m03s, 2h05m, 3d04h."""
-    if seconds is None:
-        return "-"
-    seconds = max(seconds, 0.0)
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    for unit, size, smaller, smaller_size in (
-        ("d", 86400, "h", 3600),
-        ("h", 3600, "m", 60),
-        ("m", 60, "s", 1),
-    ):
-        if whole >= size:
-            return f"{whole // size}{unit}{(whole % size) // smaller_size:02d}{smaller}"
-    return f"{whole}s"
 
 
 def json_default(value: Any) -> Any:
@@ -158,23 +122,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 # -- queues and workers -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerEntry:
-    """One live worker as it publishes itself in the registry (see jobd.redis.keys.RegistryKeys)."""
-
-    id: str
-    host: str
-    pid: int | None
-    queues: tuple[str, ...]
-    concurrency: int | None
-    running: int | None
-    processed: int | None
-    version: str
-    started_at: datetime | None
-    heartbeat_at: datetime | None
-    live_until: datetime | None
-
-
 def live_workers(connection: redis.Redis, prefix: str, now_ms: int) -> list[WorkerEntry]:
     """Workers whose registry entry is live now (score >= now), by id; entries without a hash
     (expired between the two reads) are left out."""
@@ -186,26 +133,11 @@ def live_workers(connection: redis.Redis, prefix: str, now_ms: int) -> list[Work
     pipe = connection.pipeline(transaction=False)
     for member, _ in members:
         pipe.hgetall(keys.worker(text(member)))
-    entries = []
-    for (member, score), fields in zip(members, pipe.execute(), strict=True):
-        if not fields:
-            continue
-        field = {text(key): value for key, value in fields.items()}
-        entries.append(
-            WorkerEntry(
-                id=text(member),
-                host=text(field.get("host")),
-                pid=number(field.get("pid")),
-                queues=tuple(name for name in text(field.get("queues")).split(",") if name),
-                concurrency=number(field.get("concurrency")),
-                running=number(field.get("running")),
-                processed=number(field.get("processed")),
-                version=text(field.get("version")),
-                started_at=moment(number(field.get("started_at"))),
-                heartbeat_at=moment(number(field.get("heartbeat_at"))),
-                live_until=moment(int(score)),
-            )
-        )
+    entries = [
+        worker_entry(member, fields, int(score))
+        for (member, score), fields in zip(members, pipe.execute(), strict=True)
+        if fields
+    ]
     return sorted(entries, key=lambda entry: entry.id)
 
 

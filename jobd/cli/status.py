@@ -13,20 +13,18 @@ import redis
 from jobd.cli.cron import cron_rows, print_cron
 from jobd.cli.limits import as_document, limit_rows, print_limits
 from jobd.cli.shared import (
-    WorkerEntry,
     connect,
-    format_age,
     live_workers,
-    moment,
-    number,
     print_json,
     queues_to_report,
     server_ms,
     table,
-    text,
 )
+from jobd.config.durations import format_age
 from jobd.config.settings import Settings
 from jobd.redis.keys import QueueKeys
+from jobd.redis.registry import WorkerEntry
+from jobd.redis.replies import moment, number, text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

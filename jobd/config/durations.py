@@ -143,3 +143,21 @@ def _fixed_point(numerator: int, places: int) -> str:
     whole, fraction = digits[: len(digits) - places], digits[len(digits) - places :]
     fraction = fraction.rstrip("0")
     return f"{whole}.{fraction}" if fraction else whole
+
+
+def format_age(seconds: float | None) -> str:
+    """A short age: 850ms, 12s, 5m03s, 2h05m, 3d04h."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    for unit, size, smaller, smaller_size in (
+        ("d", 86400, "h", 3600),
+        ("h", 3600, "m", 60),
+        ("m", 60, "s", 1),
+    ):
+        if whole >= size:
+            return f"{whole // size}{unit}{(whole % size) // smaller_size:02d}{smaller}"
+    return f"{whole}s"

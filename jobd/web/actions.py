@@ -23,8 +23,9 @@ from jobd.client.operations import check_queue
 from jobd.errors import InvalidJobOption
 from jobd.model import check_job_id
 from jobd.redis.keys import QueueKeys
+from jobd.redis.replies import text
 from jobd.redis.scripts import run_async
-from jobd.web.data import server_ms, text
+from jobd.web.data import server_ms
 from jobd.web.render import link
 from jobd.web.security import CSRF_FIELD, actor, csrf_problem, set_flash
 

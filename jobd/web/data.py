@@ -19,7 +19,9 @@ from typing import Any, cast
 import redis.asyncio
 
 from jobd.config.settings import Settings
-from jobd.redis.keys import QueueKeys, RegistryKeys, member_text
+from jobd.redis.keys import QueueKeys, RegistryKeys
+from jobd.redis.registry import WorkerEntry, worker_entry
+from jobd.redis.replies import moment, number, text
 
 MINUTES = 60
 """The throughput chart's span: the last hour, one bar a minute."""
@@ -31,24 +33,6 @@ OK = ("succeeded",)
 RETRIED = ("retried", "throttled", "lost")
 FAILED = ("failed", "timed_out")
 """Outcomes per try, as the worker counts them (jobd.worker.stats): grouped for the chart."""
-
-
-def text(value: object) -> str:
-    """A Redis reply as text ("" for nil)."""
-    if value is None:
-        return ""
-    return member_text(value)
-
-
-def number(value: object) -> int | None:
-    try:
-        return int(text(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def moment(milliseconds: int | None) -> datetime | None:
-    return None if milliseconds is None else datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
 
 
 async def server_ms(connection: redis.asyncio.Redis) -> int:
@@ -65,23 +49,9 @@ def stats_key(prefix: str, queue: str, minute: int) -> str:
 # -- workers ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Worker:
-    """One live worker as it publishes itself in the registry (jobd.redis.keys.RegistryKeys)."""
-
-    id: str
-    host: str
-    pid: int | None
-    queues: tuple[str, ...]
-    concurrency: int | None
-    running: int | None
-    processed: int | None
-    version: str
-    started_at: datetime | None
-    heartbeat_at: datetime | None
-
-
-async def live_workers(connection: redis.asyncio.Redis, prefix: str, now_ms: int) -> list[Worker]:
+async def live_workers(
+    connection: redis.asyncio.Redis, prefix: str, now_ms: int
+) -> list[WorkerEntry]:
     """Workers whose registry entry is live now, by id (as `jobd status` lists them)."""
     keys = RegistryKeys(prefix)
     members = cast(list[bytes], await connection.zrange(keys.index, now_ms, "+inf", byscore=True))
@@ -91,25 +61,11 @@ async def live_workers(connection: redis.asyncio.Redis, prefix: str, now_ms: int
         for member in members:
             pipe.hgetall(keys.worker(text(member)))
         replies = await pipe.execute()
-    workers = []
-    for member, fields in zip(members, replies, strict=True):
-        if not fields:
-            continue
-        field_of = {text(key): value for key, value in fields.items()}
-        workers.append(
-            Worker(
-                id=text(member),
-                host=text(field_of.get("host")),
-                pid=number(field_of.get("pid")),
-                queues=tuple(q for q in text(field_of.get("queues")).split(",") if q),
-                concurrency=number(field_of.get("concurrency")),
-                running=number(field_of.get("running")),
-                processed=number(field_of.get("processed")),
-                version=text(field_of.get("version")),
-                started_at=moment(number(field_of.get("started_at"))),
-                heartbeat_at=moment(number(field_of.get("heartbeat_at"))),
-            )
-        )
+    workers = [
+        worker_entry(member, fields, None)
+        for member, fields in zip(members, replies, strict=True)
+        if fields
+    ]
     return sorted(workers, key=lambda worker: worker.id)
 
 
@@ -118,7 +74,7 @@ RUNNING_SHOWN = 10
 
 
 async def running_jobs(
-    connection: redis.asyncio.Redis, prefix: str, workers: Sequence[Worker]
+    connection: redis.asyncio.Redis, prefix: str, workers: Sequence[WorkerEntry]
 ) -> dict[str, list[tuple[str, str]]]:
     """Up to RUNNING_SHOWN (queue, job id) that each worker runs (its `owned:<wid>` sets, read
     with one bounded SSCAN per queue)."""
@@ -137,7 +93,7 @@ async def running_jobs(
 
 
 def known_queues(
-    settings: Settings | None, extra: Sequence[str], workers: Sequence[Worker], default: str
+    settings: Settings | None, extra: Sequence[str], workers: Sequence[WorkerEntry], default: str
 ) -> list[str]:
     """The queues to show: those of the configuration (worker.queues, then the functions') or
     else the client's default queue, those given to create_app, and those live workers consume.

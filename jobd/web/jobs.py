@@ -22,8 +22,8 @@ from jobd.errors import DecryptError, PayloadError
 from jobd.events import Progress, progress_of
 from jobd.model import ErrorInfo, decode_error, decode_payload
 from jobd.redis.keys import QueueKeys
+from jobd.redis.replies import moment, number, text
 from jobd.serializer import Serializer
-from jobd.web.data import moment, number, text
 
 STATES = ("queued", "scheduled", "running", "waiting", "dead")
 PAGE_SIZE = 50

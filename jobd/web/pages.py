@@ -18,6 +18,7 @@ from jobd.client.operations import check_queue
 from jobd.config.settings import Settings
 from jobd.errors import InvalidJobOption, JobNotFound
 from jobd.model import JobStatus, check_job_id
+from jobd.redis.registry import WorkerEntry
 from jobd.web import data, jobs
 from jobd.web.render import page
 
@@ -41,7 +42,7 @@ class Context:
     async def now_ms(self) -> int:
         return await data.server_ms(self.redis)
 
-    async def workers_and_queues(self, now_ms: int) -> tuple[list[data.Worker], list[str]]:
+    async def workers_and_queues(self, now_ms: int) -> tuple[list[WorkerEntry], list[str]]:
         workers = await data.live_workers(self.redis, self.prefix, now_ms)
         queues = data.known_queues(
             self.settings, self.extra_queues, workers, self.client.default_queue

@@ -22,6 +22,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from jobd.config.durations import format_age
 from jobd.web.data import Minute
 from jobd.web.security import clear_flash, csrf_token, set_csrf_cookie, take_flash
 
@@ -38,24 +39,6 @@ STATUS_CLASS = {
 
 def format_count(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
-
-
-def format_age(seconds: float | None) -> str:
-    """A short age: 850ms, 12s, 5m03s, 2h05m, 3d04h (as `jobd status` prints them)."""
-    if seconds is None:
-        return "-"
-    seconds = max(seconds, 0.0)
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    for unit, size, smaller, smaller_size in (
-        ("d", 86400, "h", 3600),
-        ("h", 3600, "m", 60),
-        ("m", 60, "s", 1),
-    ):
-        if whole >= size:
-            return f"{whole // size}{unit}{(whole % size) // smaller_size:02d}{smaller}"
-    return f"{whole}s"
 
 
 def format_time(value: datetime | None) -> str:
