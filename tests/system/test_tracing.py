@@ -39,6 +39,7 @@ def traced_worker(
         tmp_path, redis_url, key_prefix,
         tracing={"enabled": True},
         hooks={"startup": "tests.support.tracing_hooks:startup"},
+        cron=[{"name": "tick", "function": "echo", "schedule": "* * * * * *"}],
         defaults={"retry": {"base": "10ms", "max": "50ms", "jitter": False}},
     )  # fmt: skip
     return (
@@ -177,6 +178,21 @@ async def test_a_failed_job_and_a_workflow_child_and_log_lines(
         (line["trace_id"], line["span_id"]) == (child_span["trace_id"], child_span["span_id"])
         for line in of_child()
     )
+
+
+async def test_a_cron_tick_starts_a_trace_of_its_own(
+    traced_worker: Daemon, spans_file: Path
+) -> None:
+    def ticks() -> list[dict[str, Any]]:
+        return [
+            s for s in worker_spans(spans_file)
+            if str(s["attributes"].get("messaging.message.id", "")).startswith("cron:tick:")
+        ]  # fmt: skip
+
+    await async_wait_until(lambda: ticks(), timeout=30, message="a cron tick's span")
+    tick = ticks()[0]
+    assert tick["parent_id"] is None and tick["links"] == []
+    assert tick["name"] == "process default" and tick["attributes"]["jobd.outcome"] == "succeeded"
 
 
 def test_jobd_imports_no_tracing_when_it_is_off(redis_url: str) -> None:
