@@ -9,19 +9,16 @@ With keys, the producer seals each payload and the worker opens it and seals the
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import redis as redis_py
 
 from bench import limits, machine
-from bench.events import script_usec, span_ms
-from bench.limits import Worker, commands, wait_done
+from bench.events import measured_drain
+from bench.limits import publish, run_benchmark
 from bench.redis import RedisServer
 from jobd.client import Client
 from jobd.crypto import new_key
@@ -59,22 +56,11 @@ async def drain(url: str, prefix: str, count: int, key: str, sealed: bool) -> di
         for start in range(0, count, BATCH):
             size = min(BATCH, count - start)
             jobs += await producer.enqueue_many([("echo", (ARGUMENT,), {})] * size)
-        before, scripts = commands(sync), script_usec(sync)
-        worker = Worker(config(url, prefix, sealed))
-        try:
-            polled = await wait_done(producer.redis, prefix, jobs, 600, worker)
-        finally:
-            worker.stop()
-        used = commands(sync) - before - polled - 1
-        scripts = script_usec(sync) - scripts
-        span = await span_ms(producer.redis, prefix, jobs)
+        text = config(url, prefix, sealed)
+        figures = await measured_drain(producer, sync, prefix, jobs, text, limits.ROOT)
         assert await jobs[-1].result(timeout=10) == ARGUMENT  # the answer opens
     sync.close()
-    return {
-        "jobs_per_s": count / (span / 1000),
-        "commands_per_job": used / count,
-        "script_us_per_job": scripts / count,
-    }
+    return figures
 
 
 async def enqueue_rate(url: str, count: int, key: str, sealed: bool) -> float:
@@ -145,10 +131,5 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    arguments = parse_args()
-    outcome = asyncio.run(main(arguments))
-    text = render(outcome)
-    print(text)
-    results = Path(__file__).parent / "results"
-    (results / "encryption-latest.md").write_text(text)
-    (results / "encryption-latest.json").write_text(json.dumps(outcome, indent=2, default=str))
+    outcome = run_benchmark(main(parse_args()))
+    publish("encryption", render(outcome), outcome)

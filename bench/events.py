@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -45,7 +43,16 @@ import redis as redis_py
 import redis.asyncio
 
 from bench import limits, machine
-from bench.limits import Worker, baseline_tree, commands, percentile, remove_tree, wait_done
+from bench.limits import (
+    Worker,
+    baseline_tree,
+    commands,
+    percentile,
+    publish,
+    remove_tree,
+    run_benchmark,
+    wait_done,
+)
 from bench.redis import RedisServer
 from jobd.client import Client, Job
 from jobd.redis.keys import QueueKeys
@@ -271,15 +278,7 @@ async def drain(url: str, prefix: str, count: int, tree: Path, follow: bool) -> 
                         for keys in [QueueKeys(prefix, job.queue)]
                     ],
                 )
-        before, scripts = commands(sync), script_usec(sync)
-        worker = Worker(config(url, prefix), tree)
-        try:
-            polled = await wait_done(client.redis, prefix, jobs, 600, worker)
-        finally:
-            worker.stop()
-        used = commands(sync) - before - polled - 1  # less the benchmark's reads and INFO
-        scripts = script_usec(sync) - scripts
-        span = await span_ms(client.redis, prefix, jobs)
+        figures = await measured_drain(client, sync, prefix, jobs, config(url, prefix), tree)
         if follow:  # every stream: started, succeeded
             async with client.redis.pipeline(transaction=False) as pipe:
                 for job in jobs:
@@ -288,10 +287,27 @@ async def drain(url: str, prefix: str, count: int, tree: Path, follow: bool) -> 
             if set(lengths) != {2}:
                 raise SystemExit(f"followed drain: stream lengths {Counter(lengths)}, not all 2")
     sync.close()
+    return figures
+
+
+async def measured_drain(
+    client: Client, sync: redis_py.Redis, prefix: str, jobs: Sequence[Job], text: str, tree: Path
+) -> dict[str, float]:
+    """Start a worker from `tree` on the jobs.toml `text`, wait until `jobs` (enqueued) all ran:
+    jobs/s from first start to last end (Redis clock), Redis commands and µs of scripts per job."""
+    before, scripts = commands(sync), script_usec(sync)
+    worker = Worker(text, tree)
+    try:
+        polled = await wait_done(client.redis, prefix, jobs, 600, worker)
+    finally:
+        worker.stop()
+    used = commands(sync) - before - polled - 1  # less the benchmark's reads and INFO
+    scripts = script_usec(sync) - scripts
+    span = await span_ms(client.redis, prefix, jobs)
     return {
-        "jobs_per_s": count / (span / 1000),
-        "commands_per_job": used / count,
-        "script_us_per_job": scripts / count,
+        "jobs_per_s": len(jobs) / (span / 1000),
+        "commands_per_job": used / len(jobs),
+        "script_us_per_job": scripts / len(jobs),
     }
 
 
@@ -442,13 +458,5 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    arguments = parse_args()
-    try:
-        outcome = asyncio.run(main(arguments))
-    finally:
-        shutil.rmtree(limits.JOBS_DIR, ignore_errors=True)
-    text = render(outcome)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "events-latest.md").write_text(text)
-    (RESULTS / "events-latest.json").write_text(json.dumps(outcome, indent=2) + "\n")
-    print(text)
+    outcome = run_benchmark(main(parse_args()))
+    publish("events", render(outcome), outcome)

@@ -41,9 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -59,7 +57,7 @@ import redis.asyncio
 
 from bench import limits, machine
 from bench.events import cpu_seconds, redis_cpu
-from bench.limits import Worker, drain, percentile, rate
+from bench.limits import Worker, drain, percentile, publish, rate, run_benchmark
 from bench.redis import RedisServer
 from jobd.client import Client, Job
 from jobd.redis.keys import QueueKeys
@@ -892,13 +890,5 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    arguments = parse_args()
-    try:
-        outcome = asyncio.run(main(arguments))
-    finally:
-        shutil.rmtree(limits.JOBS_DIR, ignore_errors=True)
-    report = render(outcome)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "flows-latest.md").write_text(report)
-    (RESULTS / "flows-latest.json").write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report)
+    outcome = run_benchmark(main(parse_args()))
+    publish("flows", render(outcome), outcome)

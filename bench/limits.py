@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,6 +30,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import redis as redis_py
 import redis.asyncio
@@ -205,6 +208,25 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def run_benchmark(main: Any) -> Any:
+    """asyncio.run(main), then remove the job modules written for the workers (JOBS_DIR)."""
+    try:
+        return asyncio.run(main)
+    finally:
+        shutil.rmtree(JOBS_DIR, ignore_errors=True)
+
+
+def publish(name: str, report: str, outcome: Any = None) -> None:
+    """Print the report and keep it as results/<name>-latest.md (the figures as .json)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}-latest.md").write_text(report)
+    if outcome is not None:
+        (RESULTS / f"{name}-latest.json").write_text(
+            json.dumps(outcome, indent=2, default=str) + "\n"
+        )
+    print(report)
+
+
 def remove_tree(tree: Path) -> None:
     subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False,
                    capture_output=True)  # fmt: skip
@@ -286,7 +308,4 @@ if __name__ == "__main__":
     parser.add_argument("--baseline", metavar="REV",
                         help="also drain with the worker of this commit (a git worktree)")  # fmt: skip
     arguments = parser.parse_args()
-    report = asyncio.run(main(arguments.jobs, arguments.baseline))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "limits-latest.md").write_text(report)
-    print(report)
+    publish("limits", run_benchmark(main(arguments.jobs, arguments.baseline)))

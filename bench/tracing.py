@@ -10,8 +10,6 @@ Drains alternate (this tree, baseline, traced) so that drift hits each alike; me
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -23,8 +21,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from bench import limits, machine
-from bench.events import enqueue, script_usec, span_ms
-from bench.limits import Worker, baseline_tree, commands, remove_tree, wait_done
+from bench.events import enqueue, measured_drain
+from bench.limits import baseline_tree, publish, remove_tree, run_benchmark
 from bench.redis import RedisServer
 from jobd.client import Client
 
@@ -82,21 +80,11 @@ async def drain(url: str, prefix: str, count: int, tree: Path, traced: bool) -> 
     sync.flushdb()
     async with Client(url, key_prefix=prefix, tracing=False) as client:
         jobs = await enqueue(client, "noop", [()] * count)
-        before, scripts = commands(sync), script_usec(sync)
-        worker = Worker(config(url, prefix, traced), tree)
-        try:
-            polled = await wait_done(client.redis, prefix, jobs, 600, worker)
-        finally:
-            worker.stop()
-        used = commands(sync) - before - polled - 1
-        scripts = script_usec(sync) - scripts
-        span = await span_ms(client.redis, prefix, jobs)
+        figures = await measured_drain(
+            client, sync, prefix, jobs, config(url, prefix, traced), tree
+        )
     sync.close()
-    return {
-        "jobs_per_s": count / (span / 1000),
-        "commands_per_job": used / count,
-        "script_us_per_job": scripts / count,
-    }
+    return figures
 
 
 async def enqueue_rate(url: str, count: int, provider: TracerProvider | None) -> float:
@@ -182,10 +170,5 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    arguments = parse_args()
-    outcome = asyncio.run(main(arguments))
-    text = render(outcome)
-    print(text)
-    results = Path(__file__).parent / "results"
-    (results / "tracing-latest.md").write_text(text)
-    (results / "tracing-latest.json").write_text(json.dumps(outcome, indent=2, default=str))
+    outcome = run_benchmark(main(parse_args()))
+    publish("tracing", render(outcome), outcome)
