@@ -49,9 +49,19 @@ def test_a_wrapper_passing_the_wrong_keys_fails_before_redis() -> None:
         run_sync(None, "claim", ["a", "b"], [])  # type: ignore[arg-type]
 
 
-def test_library_is_prepended_to_every_script() -> None:
+def test_each_script_carries_the_library_definitions_it_uses_and_no_others() -> None:
     library = _read("_lib")
-    assert all(
-        script.source.removeprefix(SHEBANG).startswith(library) for script in SCRIPTS.values()
-    )
+    definition = re.compile(r"^local (?:function )?(\w+)", re.MULTILINE)
+    defined = set(definition.findall(library))
+    preamble = library[: library.index("\nlocal ") + 1]
+    for name, script in SCRIPTS.items():
+        source = script.source.removeprefix(SHEBANG)
+        assert source.startswith(preamble), name
+        carried = set(definition.findall(source[: len(source) - len(_read(name))]))
+        code = re.sub(r"--[^\n]*", "", source)
+        used = set(re.findall(r"[A-Za-z_]\w*", code)) & defined
+        assert used == carried, f"{name}.lua: missing {used - carried}, unused {carried - used}"
+    # a script that needs little carries little: each definition costs every call of it
+    assert "limit_state" in SCRIPTS["claim"].source
+    assert "limit_state" not in SCRIPTS["enqueue"].source
     assert len({script.sha for script in SCRIPTS.values()}) == len(SCRIPTS)

@@ -111,16 +111,19 @@ end
 -- Store a new job unless a job with this id exists (deduplication by id): queued at its place in
 -- the queue, or scheduled when it is due after now. Optional fields ('' = unset): max_tries, timeout
 -- (ms), expires (ms after now), signature, group, cost (nil counts as ''). The caller wakes a
--- worker (once, however many jobs it stored). A job of a workflow (flow.lua) passes `extra`
+-- worker (once, however many jobs it stored). `seq_key` may be a function giving the job's number
+-- in its queue (a batch takes its numbers with one INCRBY); with a `ready` table, a job ready
+-- now and in no group is appended to it (score, id) for the caller's one ZADD (see zadd_all). A job of a workflow (flow.lua) passes `extra`
 -- fields, and `waiting_key` when it waits for parents: it is then 'waiting', indexed there, and
 -- not queued. Returns 1 and the new job's status, or 0 and the status of the job that exists.
 local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, payload, queue,
                          priority, max_tries, timeout, expires, now, due, signature, group, cost,
-                         extra, waiting_key)
+                         extra, waiting_key, ready)
   if redis.call('EXISTS', job_key) == 1 then
     return 0, redis.call('HGET', job_key, 'status') or 'unknown'
   end
-  local seq = redis.call('INCR', seq_key)
+  local seq
+  if type(seq_key) == 'function' then seq = seq_key() else seq = redis.call('INCR', seq_key) end
   local status = 'queued'
   if waiting_key then
     status = 'waiting'
@@ -147,6 +150,9 @@ local function store_job(queued_key, scheduled_key, seq_key, job_key, id, fn, pa
     redis.call('ZADD', waiting_key, now, id)
   elseif status == 'scheduled' then
     redis.call('ZADD', scheduled_key, due, id)
+  elseif ready and (not group or group == '') then
+    ready[#ready + 1] = queue_score(priority, seq)
+    ready[#ready + 1] = id
   else
     enqueue_ready(queued_key, id, queue_score(priority, seq), group)
   end
@@ -312,6 +318,13 @@ end
 local function sadd_all(key, members)
   for first = 1, #members, 1000 do
     redis.call('SADD', key, unpack(members, first, math.min(first + 999, #members)))
+  end
+end
+
+-- ZADD `pairs` ({score, member, ...}) to `key` in chunks, as sadd_all.
+local function zadd_all(key, pairs)
+  for first = 1, #pairs, 2000 do
+    redis.call('ZADD', key, unpack(pairs, first, math.min(first + 1999, #pairs)))
   end
 end
 

@@ -1,10 +1,10 @@
 -- claim.lua: hand up to N ready jobs of one queue to a worker, under a fresh fencing token.
 -- Atomic so that a job is never given to two workers and never leaves 'queued' without an owner.
 -- Promotes due scheduled jobs first, drops expired ones, dead-letters oversized payloads without
--- shipping them, and refreshes the worker's heartbeat (the lease of all its jobs). A job that no
--- producer can have written (an id that is not printable UTF-8 without spaces, or a 'tries' that is
--- not a count: forged or corrupted in Redis) is dead-lettered here too, so that it can neither
--- break this script half-way nor reach the worker.
+-- shipping them, and refreshes the worker's heartbeat (the lease of all its jobs) when it runs
+-- low. A job that no producer can have written (an id that is not printable UTF-8 without
+-- spaces, or a 'tries' that is not a count: forged or corrupted in Redis) is dead-lettered here
+-- too, so that it can neither break this script half-way nor reach the worker.
 -- Replay-safe: the worker sends a nonce per claim; a replayed call with the same nonce returns the jobs
 -- the first call claimed instead of claiming more (which would orphan them).
 -- KEYS[1] queued  KEYS[2] scheduled  KEYS[3] running  KEYS[4] workers  KEYS[5] owned:<worker> (SET)
@@ -37,10 +37,17 @@ local worker, nonce = ARGV[1], ARGV[2]
 local token = worker .. ':' .. nonce
 local now = now_ms()
 local job_prefix = KEYS[10]
+-- the reply's fields of a job (1 to 13), then what the claim judges it by: one read per job
 local fields = {'id', 'function', 'payload', 'tries', 'lost', 'max_tries', 'timeout', 'enqueued_at',
-  'priority', 'due_at', 'signature', 'links', 'headers'}
-touch_activity(KEYS[8], now, tonumber(ARGV[5]))
-redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), worker)
+  'priority', 'due_at', 'signature', 'links', 'headers', 'status', 'expires_at', 'ev'}
+local REPLY_FIELDS = 13
+-- The worker's heartbeat (and the queue's activity) is renew's job, every lease/3: a claim
+-- refreshes it only when it has less than half a lease left, or is gone (reaped: back at once).
+local beat = redis.call('ZSCORE', KEYS[4], worker)
+if not beat or tonumber(beat) - now < tonumber(ARGV[4]) / 2 then
+  touch_activity(KEYS[8], now, tonumber(ARGV[5]))
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), worker)
+end
 
 -- Whether `s` is well-formed UTF-8 (as Python's strict decoder judges it: no overlong forms, no
 -- surrogates, nothing above U+10FFFF).
@@ -75,12 +82,13 @@ local function utf8_valid(s)
 end
 
 -- Why a popped job cannot be handed out, or nil. The worker checks the rest of the job rule.
+-- The common case first, as one cheap scan: an id of printable ASCII and a count as enqueued.
 local function invalid_job(id, tries)
-  if #id == 0 or #id > 800 or string.find(id, '[%z\1-\32\127]')
-      or (string.find(id, '[\128-\255]') and not utf8_valid(id)) then
+  if #id == 0 or #id > 800 or (string.find(id, '[^!-~]') and (string.find(id, '[%z\1-\32\127]')
+      or not utf8_valid(id))) then
     return 'job id is not printable UTF-8 text without spaces'
   end
-  if tries and not string.find(tries, '^%d+$') then
+  if tries and tries ~= '0' and not string.find(tries, '^%d+$') then
     return "field 'tries' is not a count"
   end
   return nil
@@ -100,8 +108,9 @@ local function dead_letter(job_key, id, fn, error_type, message, reason)
   table.insert(reply_dead, reason)
 end
 
-local function next_due()
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+-- `first`: the earliest scheduled job ({id, score} or {}) when known, else nil (read here)
+local function next_due(first)
+  first = first or redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   local due = first[2]
   if ARGV[8] ~= '' then
     local held = redis.call('ZRANGE', KEYS[13], 0, 0, 'WITHSCORES')
@@ -119,7 +128,7 @@ if last then
       local job_key = job_prefix .. id
       local state = redis.call('HMGET', job_key, 'status', 'token')
       if state[1] == 'running' and state[2] == token then
-        local row = redis.call('HMGET', job_key, unpack(fields))
+        local row = redis.call('HMGET', job_key, unpack(fields, 1, REPLY_FIELDS))
         row[1] = id
         reply[#reply + 1] = row
       end
@@ -139,7 +148,12 @@ if redis.call('DEL', KEYS[11]) == 1 then
   return reply
 end
 
-promote(KEYS[2], KEYS[1], job_prefix, now, tonumber(ARGV[7]))
+-- the earliest scheduled job tells both whether any came due and, if none did, the next due time
+local first_scheduled = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if first_scheduled[2] and tonumber(first_scheduled[2]) <= now then
+  promote(KEYS[2], KEYS[1], job_prefix, now, tonumber(ARGV[7]))
+  first_scheduled = nil
+end
 local wanted = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[6])
 
@@ -152,7 +166,11 @@ if ARGV[8] ~= '' then spec = cjson.decode(ARGV[8]) end
 -- Held jobs whose limit may allow them now go back to their places, to be judged again below;
 -- also when this worker enforces no limit here any more (the limit left the configuration while
 -- it held jobs): they then start as any job.
-if spec or redis.call('EXISTS', KEYS[13]) == 1 then
+local base = queue_base(KEYS[1])
+local turns = base .. 'turns'
+-- whether limits hold jobs here (KEYS[13]) and whether groups take turns: one read for both
+local held_or_turns = redis.call('EXISTS', KEYS[13], turns) > 0
+if spec or (held_or_turns and redis.call('EXISTS', KEYS[13]) == 1) then
   for _, base in ipairs(redis.call('ZRANGE', KEYS[13], '-inf', now, 'BYSCORE', 'LIMIT', 0, 20)) do
     local back = redis.call('ZPOPMIN', base .. 'held', wanted)
     for i = 1, #back, 2 do
@@ -260,9 +278,6 @@ local function admit(job_key, id, fn, score)
   return true
 end
 
-local base = queue_base(KEYS[1])
-local turns = base .. 'turns'
-
 -- Up to `count` jobs in queue order across queued and the groups' turns (see enqueue_ready):
 -- {id, score, id, score, ...}. A group that gives a job goes to the back of the turns.
 local function pop_in_turn(count)
@@ -294,7 +309,8 @@ local function pop_in_turn(count)
   return popped
 end
 
-local in_turn = redis.call('EXISTS', turns) == 1
+-- (held jobs let go of above may have opened turns)
+local in_turn = (held_or_turns or next(next_try) ~= nil) and redis.call('EXISTS', turns) == 1
 local claimed_ids = {}
 local rounds = 0
 while #claimed_ids < wanted and rounds < 10 do
@@ -309,46 +325,57 @@ while #claimed_ids < wanted and rounds < 10 do
   for i = 1, #popped, 2 do
     local id = popped[i]
     local job_key = job_prefix .. id
-    local state = redis.call('HMGET', job_key, 'status', 'expires_at', 'function', 'tries', 'ev',
-      'links')
-    local expires_at = tonumber(state[2])
-    local invalid = state[1] and invalid_job(id, state[4])
-    if state[1] == false then
+    local row = redis.call('HMGET', job_key, unpack(fields))
+    local status, expires_at, ev = row[14], tonumber(row[15]), row[16]
+    local fn, payload = row[2], row[3]
+    local invalid = status and invalid_job(id, row[4])
+    if status == false then
       -- the hash is gone (purged by an operator): nothing to run
     elseif invalid then
-      dead_letter(job_key, id, state[3], 'InvalidJob', 'cannot run this job: ' .. invalid,
+      dead_letter(job_key, id, fn, 'InvalidJob', 'cannot run this job: ' .. invalid,
         'invalid_job')
-    elseif spec and state[1] ~= 'queued' then
+    elseif spec and status ~= 'queued' then
       -- not waiting any more (aborted while it was held back by a limit): nothing to run
-    elseif expires_at and expires_at <= now and state[6] then
+    elseif expires_at and expires_at <= now and row[12] then
       -- a job of a workflow that expired: its dependants are told it was aborted
       redis.call('HSET', job_key, 'status', 'aborted', 'finished_at', now)
       links_ended(job_key, id, 3600000)
       table.insert(reply[4], id)
-      table.insert(reply[4], state[3] or '')
+      table.insert(reply[4], fn or '')
     elseif expires_at and expires_at <= now then
       redis.call('DEL', job_key)
-      if state[5] then redis.call('DEL', events_key(job_key, id)) end
+      if ev then redis.call('DEL', events_key(job_key, id)) end
       table.insert(reply[4], id)
-      table.insert(reply[4], state[3] or '')
-    elseif redis.call('HSTRLEN', job_key, 'payload') > max_bytes then
-      local size = redis.call('HSTRLEN', job_key, 'payload')
-      dead_letter(job_key, id, state[3], 'PayloadTooLarge',
-        'payload is ' .. size .. ' bytes, limit ' .. max_bytes, 'payload_too_large')
-    elseif spec and not admit(job_key, id, state[3], popped[i + 1]) then
+      table.insert(reply[4], fn or '')
+    elseif payload and #payload > max_bytes then
+      dead_letter(job_key, id, fn, 'PayloadTooLarge',
+        'payload is ' .. #payload .. ' bytes, limit ' .. max_bytes, 'payload_too_large')
+    elseif spec and not admit(job_key, id, fn, popped[i + 1]) then
       -- held back by a limit, or dead-lettered: it did not start
     else
-      local tries = redis.call('HINCRBY', job_key, 'tries', 1)
-      redis.call('HSET', job_key, 'status', 'running', 'started_at', now, 'token', token,
-        'worker', worker)
-      job_event(job_key, id, state[5], 'started', {try = tries}, now)
-      redis.call('ZADD', KEYS[3], now, id)
-      redis.call('SADD', KEYS[5], id)
+      local tries = (tonumber(row[4]) or 0) + 1
+      redis.call('HSET', job_key, 'tries', tries, 'status', 'running', 'started_at', now,
+        'token', token, 'worker', worker)
+      job_event(job_key, id, ev, 'started', {try = tries}, now)
       claimed_ids[#claimed_ids + 1] = id
-      local row = redis.call('HMGET', job_key, unpack(fields))
       row[1] = id -- the id the job is known by, whatever its hash says
+      row[4] = tries
+      row[14], row[15], row[16] = nil, nil, nil
       reply[#reply + 1] = row
     end
+  end
+end
+-- the running set and this worker's owned set, once for all jobs claimed (ids: no spaces)
+if #claimed_ids > 0 then
+  local started = {}
+  for i, id in ipairs(claimed_ids) do
+    started[2 * i - 1] = now
+    started[2 * i] = id
+  end
+  for first = 1, #claimed_ids, 1000 do
+    local last = math.min(first + 999, #claimed_ids)
+    redis.call('ZADD', KEYS[3], unpack(started, 2 * first - 1, 2 * last))
+    redis.call('SADD', KEYS[5], unpack(claimed_ids, first, last))
   end
 end
 settle_held_index()
@@ -357,8 +384,9 @@ redis.call('SET', KEYS[6], nonce .. '\n' .. table.concat(claimed_ids, '\n'), 'PX
   2 * tonumber(ARGV[4]))
 -- Work is left: pass the wake-up on to another idle worker, so a fleet scales out.
 if #claimed_ids == wanted
-    and (redis.call('ZCARD', KEYS[1]) > 0 or redis.call('EXISTS', turns) == 1) then
+    and (redis.call('ZCARD', KEYS[1]) > 0
+      or ((in_turn or next(next_try) ~= nil) and redis.call('EXISTS', turns) == 1)) then
   wake(KEYS[7])
 end
-reply[2] = next_due()
+reply[2] = next_due(first_scheduled)
 return reply

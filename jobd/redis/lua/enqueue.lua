@@ -20,15 +20,25 @@ local result = {}
 local woken = false
 local extra = nil
 if ARGV[10] ~= '' then extra = {'headers', ARGV[10]} end
+-- the new jobs' numbers in the queue: read once, written once (a replay creates nothing, and
+-- leaves the counter as it was)
+local seq = nil
+local function next_seq()
+  seq = (seq or tonumber(redis.call('GET', KEYS[3]) or 0)) + 1
+  return seq
+end
+local ready = {}
 for i = 5, #KEYS do
   local base = 11 + (i - 5) * 4
-  local created, status = store_job(KEYS[1], KEYS[2], KEYS[3], KEYS[i], ARGV[base], ARGV[base + 1],
+  local created, status = store_job(KEYS[1], KEYS[2], next_seq, KEYS[i], ARGV[base], ARGV[base + 1],
     ARGV[base + 2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], now, due, ARGV[base + 3], ARGV[8],
-    ARGV[9], extra)
+    ARGV[9], extra, nil, ready)
   if created == 1 then woken = true end
   result[#result + 1] = created
   result[#result + 1] = status
 end
+if seq then redis.call('SET', KEYS[3], seq) end
+zadd_all(KEYS[1], ready)
 -- Also for a deferred job: an idle worker wakes, learns the new earliest due time and sleeps until then.
 if woken then wake(KEYS[4]) end
 return result

@@ -16,20 +16,25 @@
 -- of a workflow goes to its queue's settled list (see _lib.lua, Workflows).
 local now = now_ms()
 local reply = {}
+local ended = {}
 for _, item in ipairs(cjson.decode(ARGV[1])) do
   local id, token, status = item[1], item[2], item[3]
   local job_key = KEYS[4] .. id
-  local state = redis.call('HMGET', job_key, 'status', 'token', 'slots', 'ev', 'tries', 'links')
+  local state = redis.call('HMGET', job_key, 'status', 'token', 'slots', 'ev', 'tries', 'links',
+    'abort', 'waiters')
   if state[2] ~= token then
     reply[#reply + 1] = 'stale'
   elseif state[1] ~= 'running' then
     reply[#reply + 1] = 'replayed'
   else
-    redis.call('HSET', job_key, 'status', status, 'finished_at', now, item[4], item[5])
-    if item[8] then redis.call('HSET', job_key, 'trace', item[8]) end
-    redis.call('HDEL', job_key, 'abort')
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('SREM', KEYS[3], id)
+    if item[8] then
+      redis.call('HSET', job_key, 'status', status, 'finished_at', now, item[4], item[5],
+        'trace', item[8])
+    else
+      redis.call('HSET', job_key, 'status', status, 'finished_at', now, item[4], item[5])
+    end
+    if state[7] then redis.call('HDEL', job_key, 'abort') end
+    ended[#ended + 1] = id
     release_slots(state[3], job_key, id, KEYS[6], KEYS[7])
     local keep_ms = tonumber(item[6])
     if state[4] then
@@ -37,7 +42,7 @@ for _, item in ipairs(cjson.decode(ARGV[1])) do
       if status == 'failed' then data = error_event(state[5], item[5]) end
       job_event(job_key, id, state[4], status, data, now)
     end
-    notify_done(job_key, KEYS[5] .. id, keep_ms)
+    if state[8] then notify_done(job_key, KEYS[5] .. id, keep_ms) end
     if item[7] == 1 then
       redis.call('ZADD', KEYS[2], now, id)
       if state[6] then links_ended(job_key, id, keep_ms) end
@@ -46,5 +51,11 @@ for _, item in ipairs(cjson.decode(ARGV[1])) do
     end
     reply[#reply + 1] = 'ok'
   end
+end
+-- out of the running set and this worker's owned set, once for the whole batch
+for first = 1, #ended, 1000 do
+  local last = math.min(first + 999, #ended)
+  redis.call('ZREM', KEYS[1], unpack(ended, first, last))
+  redis.call('SREM', KEYS[3], unpack(ended, first, last))
 end
 return reply
