@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio
 
+from jobd.client.coalesce import Coalescer, coalescible
 from jobd.client.events import KEEPALIVE_SECONDS, sse_message
 from jobd.client.flows import Flow, HasRef
 from jobd.client.limits import LimitHold
@@ -55,6 +56,7 @@ class Client(Producer):
         tracing: bool = True,
         tracer_provider: Any = None,
         encryption_keys: Iterable[str | bytes] | str | None = None,
+        coalesce: bool = True,
     ) -> None:
         """`signing_key` signs every job (jobd.signing); None: the key in the environment variable
         JOBD_SIGNING_KEY, if it is set. `encryption_keys` (URL-safe base64, `jobd keygen`)
@@ -62,7 +64,9 @@ class Client(Producer):
         any of them (docs/encryption.md; needs `jobd[crypto]`); None: the comma-separated keys of
         JOBD_ENCRYPTION_KEYS, if it is set; [] turns encryption off. Enqueues are `send` spans
         when OpenTelemetry is installed (of `tracer_provider`, default the global one);
-        `tracing=False` makes none (docs/tracing.md)."""
+        `tracing=False` makes none (docs/tracing.md). `coalesce=False` sends every `enqueue` as a
+        script call of its own instead of coalescing concurrent ones
+        (docs/guides/concurrent-enqueues.md)."""
         super().__init__(
             url, key_prefix=key_prefix, default_queue=default_queue,
             max_payload_bytes=max_payload_bytes, signing_key=signing_key,
@@ -70,6 +74,7 @@ class Client(Producer):
             tracing=tracing, tracer_provider=tracer_provider, encryption_keys=encryption_keys,
         )  # fmt: skip
         self._owns_redis = redis_client is None
+        self._coalescer = Coalescer(self._perform) if coalesce else None
         self.redis = redis_client or open_async(
             url, **connection_options(socket_timeout, connect_timeout)
         )
@@ -90,16 +95,23 @@ class Client(Producer):
         await self.close()
 
     async def close(self) -> None:
+        if self._coalescer is not None:
+            await self._coalescer.wait_idle()
         if self._owns_redis:
             await self.redis.aclose()
 
-    async def run(self, operation: Operation) -> Any:
-        """Drive a sans-IO operation from jobd.client.operations against Redis."""
+    async def run(self, operation: Operation, *, coalesce: bool = False) -> Any:
+        """Drive a sans-IO operation from jobd.client.operations against Redis. With `coalesce`,
+        its enqueue script call may share one call with concurrent ones (jobd.client.coalesce)."""
+        coalescer = self._coalescer if coalesce else None
         try:
             request = next(operation)
             while True:
                 try:
-                    reply = await self._perform(request)
+                    if coalescer and type(request) is ScriptCall and coalescible(request):
+                        reply = await coalescer.call(request)
+                    else:
+                        reply = await self._perform(request)
                 except Exception as error:  # noqa: BLE001 - re-raised, translated
                     request = operation.throw(self.translate(error))
                 else:
@@ -172,13 +184,17 @@ class Client(Producer):
         `after=[job, ...]`: the job waits (JobStatus.WAITING) until every parent ended (handles of
         any queue, or ids of jobs of its queue; InvalidJobOption for one that does not exist).
         `after_failure="fail"` dead-letters it if a parent failed or was aborted; "run" runs it
-        anyway (docs/workflows.md)."""
+        anyway (docs/workflows.md).
+
+        Calls made while an equal one (same queue and options) is in flight are sent together in
+        one script call when it returns; each caller still gets its own job or its own error
+        (docs/guides/concurrent-enqueues.md)."""
         operation = self.enqueue_operation(
             [(function, args, kwargs)], [job_id], queue=queue, delay=delay, at=at,
             priority=priority, max_tries=max_tries, timeout=timeout, expires=expires, group=group, cost=cost,
             strict=strict, after=after, after_failure=after_failure,
         )  # fmt: skip
-        (ref,) = await self.run(operation)
+        (ref,) = await self.run(operation, coalesce=True)
         return Job(self, ref)
 
     async def enqueue_many(

@@ -51,8 +51,9 @@ def test_a_sync_client_shared_by_hundreds_of_threads(redis_url: str, key_prefix:
 async def test_a_limit_in_the_url_is_kept_and_named(redis_url: str, key_prefix: str) -> None:
     url = f"{redis_url}?max_connections=2"
     async with Client(url, key_prefix=key_prefix) as client:
+        # distinct priorities: 20 calls in flight at once (equal ones would share a script call)
         results = await asyncio.gather(
-            *[client.enqueue("echo", i) for i in range(20)], return_exceptions=True
+            *[client.enqueue("echo", i, priority=i) for i in range(20)], return_exceptions=True
         )
     refused = [result for result in results if isinstance(result, BaseException)]
     assert refused, "a pool of 2 connections took 20 calls at once"
