@@ -58,11 +58,28 @@ def encode_headers(carrier: dict[str, str]) -> bytes:
     return b""
 
 
+def inert(tracer: Any) -> bool:
+    """True when a `send` span of `tracer` would record nothing and its headers would be empty:
+    the global tracer while the application has set no tracer provider, and nothing in the
+    current context (no span context, say one extracted from an incoming request, no baggage).
+    Then the span and its propagation are skipped: a third of an enqueue's CPU in the client."""
+    from opentelemetry import context, trace
+
+    return (
+        type(tracer) is trace.ProxyTracer
+        and not context.get_current()
+        and type(trace.get_tracer_provider()) is trace.ProxyTracerProvider
+    )
+
+
 def start_send(
     tracer: Any, queue: str, job_ids: Sequence[str], functions: Sequence[str]
-) -> SendSpan:
-    """Start the `send` span of one enqueue call (a batch is one span)."""
+) -> SendSpan | None:
+    """Start the `send` span of one enqueue call (a batch is one span); None when `inert`."""
     from opentelemetry import propagate, trace
+
+    if inert(tracer):
+        return None
 
     attributes: dict[str, Any] = {
         "messaging.system": "jobd",
