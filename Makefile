@@ -4,7 +4,7 @@
 # `make system-packages` does the same.
 PYTHON ?= python
 
-.PHONY: install system-packages lint type test bench lock check-newest check-floors
+.PHONY: install system-packages lint type test docs docs-build bench lock check-newest check-floors
 
 install:
 	$(PYTHON) -m pip install --require-hashes --no-deps -r requirements/ci.txt
@@ -15,14 +15,23 @@ system-packages:
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server chromium)
 
 lint:
-	ruff check jobd tests bench examples
-	ruff format --check jobd tests bench examples
+	ruff check jobd tests bench examples docs/hooks
+	ruff format --check jobd tests bench examples docs/hooks
 
 type:
 	mypy
 
 test:
 	$(PYTHON) -m pytest -q
+
+# the documentation site on http://127.0.0.1:8000, rebuilt on every change (needs the docs
+# extra: pip install -e '.[docs]', or `make install`)
+docs:
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs serve
+
+# what .ci/run does: fail on any broken link, anchor, snippet or reference; the site goes to site/
+docs-build:
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
 
 bench:
 	$(PYTHON) -m bench

@@ -99,8 +99,12 @@ class RetrySettings:
 class RedisSettings:
     """Where Redis is. Its `repr` never shows the password."""
 
-    # redis://[[user]:password@]host[:port][/db], rediss:// for TLS, unix:///path/to/socket, or
-    # "embedded": a private Redis that jobd starts itself (development only; see jobd.redis.embedded)
+    # redis://[[user]:password@]host[:port][/db]; rediss:// for TLS, with the files as
+    # ?ssl_ca_certs=…&ssl_certfile=…&ssl_keyfile=…; unix:///path/to/socket;
+    # redis+sentinel://host:26379,host2:26379/service[/db] for the primary the Sentinels name
+    # (?sentinel_password= if they have one); redis+cluster://host:6379,host2:6379 for a Redis
+    # Cluster; rediss+… for TLS. Keep credentials in the environment ("${REDIS_URL}").
+    # "embedded": a private Redis that jobd starts itself (development only; jobd.redis.embedded)
     url: str = "redis://localhost:6379/0"
     # every key jobd writes starts with "<key_prefix>:"
     key_prefix: str = "jobd"

@@ -1,7 +1,7 @@
 """Redis topologies other than one server (docs/reliability.md §5.2 F17, F18); slow, so behind markers:
 `python -m pytest -m sentinel` and `-m cluster`.
 
-Where jobd stands (the README's Guarantees name these limits):
+Where jobd stands (docs/guarantees.md names these limits):
 - F18 Redis Cluster: every key of a queue shares the hash tag `{queue}`, so every script touches one
   slot. A `redis+cluster://` URL (jobd.redis.connect) gives workers and producers redis-py's cluster
   client, which routes each call by its key; a script that a node does not know yet goes there

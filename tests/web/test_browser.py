@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's chromium, driven by Playwright): the main
 flows as an operator goes through them, with screenshots of what they see, saved in a temporary
 directory (`pytest -s` prints it). `JOBD_SAVE_SCREENSHOT=1 python -m pytest tests/web -k overview`
-also copies the overview to docs/images/dashboard.png, the README's picture."""
+also copies the overview to docs/images/dashboard.png, the picture of docs/dashboard.md."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def test_the_overview_shows_the_counts_redis_holds(
     path = shot(page, screenshots, "overview")
     page.set_viewport_size({"width": 1280, "height": 820})
     page.screenshot(path=str(screenshots / "dashboard.png"))
-    if os.environ.get("JOBD_SAVE_SCREENSHOT"):  # the README's picture, refreshed on request
+    if os.environ.get("JOBD_SAVE_SCREENSHOT"):  # docs/dashboard.md's picture, refreshed on request
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshots / "dashboard.png", SCREENSHOTS / "dashboard.png")
     assert path.stat().st_size > 10_000
