@@ -2,9 +2,10 @@
 made while an equal one is in flight go to Redis together, as one enqueue.lua call.
 
 Each enqueue script call is keyed by what the script shares across its jobs: its four fixed keys
-(the queue's) and ARGV[1..10] (queue, priority, max_tries, timeout, delay, at, expires, group,
-cost, headers), and whether it must wait for a replica. Calls whose keys differ never share a
-script call. Per key:
+(the queue's) and ARGV[1..9] (queue, priority, max_tries, timeout, delay, at, expires, group,
+cost), and whether it must wait for a replica. Calls whose keys differ never share a script
+call. The trace headers (ARGV[10]) are not in the key: a traced producer gives every call its own,
+and calls whose headers differ go with each job's own (ARGV[10] '*', see enqueue.lua). Per key:
 
 - nothing in flight: the call is sent at once, from the caller's own task (no timer, no extra
   loop tick: a lone enqueue costs what it did);
@@ -40,6 +41,10 @@ FIXED_KEYS = 4
 """enqueue.lua: KEYS[1..4] are the queue's, KEYS[5..] one job hash per job."""
 SHARED_ARGS = 10
 """enqueue.lua: ARGV[1..10] apply to every job of the call."""
+HEADERS = 9
+"""enqueue.lua: ARGV[10], the trace headers; '*' when each job carries its own."""
+PER_JOB_ARGS = 4
+"""enqueue.lua: id, function, payload, signature per job (and its headers after '*')."""
 REPLY_PER_JOB = 2
 """enqueue.lua returns, per job, created (1/0) and its status."""
 MAX_JOBS = 1000
@@ -90,7 +95,7 @@ class Coalescer:
 
     async def call(self, request: ScriptCall) -> Any:
         """Send `request` (an enqueue.lua call), alone or with others of its key; its reply."""
-        key = (request.durable, *request.keys[:FIXED_KEYS], *request.args[:SHARED_ARGS])
+        key = (request.durable, *request.keys[:FIXED_KEYS], *request.args[:HEADERS])
         lane = self._lanes.get(key)
         loop = asyncio.get_running_loop()
         if lane is None or lane.loop is not loop:  # (a lane of a loop that died is dropped)
@@ -165,9 +170,18 @@ class Coalescer:
         else:
             keys = list(first.keys[:FIXED_KEYS])
             args = list(first.args[:SHARED_ARGS])
+            own_headers = any(w.request.args[HEADERS] != first.args[HEADERS] for w in waiters)
+            if own_headers:
+                args[HEADERS] = "*"
             for waiter in waiters:
                 keys += waiter.request.keys[FIXED_KEYS:]
-                args += waiter.request.args[SHARED_ARGS:]
+                values = waiter.request.args[SHARED_ARGS:]
+                if not own_headers:
+                    args += values
+                    continue
+                headers = waiter.request.args[HEADERS]
+                for start in range(0, len(values), PER_JOB_ARGS):
+                    args += [*values[start : start + PER_JOB_ARGS], headers]
             request = ScriptCall(first.name, keys, args, durable=first.durable)
         try:
             reply = await self._perform(request)

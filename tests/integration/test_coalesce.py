@@ -8,6 +8,7 @@ script call, when it returns. So N enqueues started in one loop tick make exactl
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -283,3 +284,38 @@ async def test_signed_and_encrypted_jobs_of_one_batch_run(
         async with running_worker(settings):
             results = [await job.result(timeout=10) for job in jobs]
     assert results == [{"args": [i], "kwargs": {"n": i}} for i in range(30)]
+
+
+async def test_traced_enqueues_coalesce_and_each_job_keeps_its_own_trace_context(
+    redis_server: RedisServer, key_prefix: str, monkeypatch: pytest.MonkeyPatch, ledger: object
+) -> None:
+    """A traced producer gives every enqueue its own trace headers: they still share one script
+    call (each job carrying its own, enqueue.lua's '*'), and each job is signed with, and keeps,
+    the context of its own send span; a worker that requires signatures runs them all."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setenv("TEST_SIGNING_KEY", SIGNING_KEY)
+    settings = settings_for(
+        redis_server.url, key_prefix, worker={"signing_key": "${TEST_SIGNING_KEY}"}
+    )
+    async with Client(
+        redis_server.url, key_prefix=key_prefix, signing_key=SIGNING_KEY, tracer_provider=provider
+    ) as client:
+        await warm(client)
+        redis_server.client().config_resetstat()
+        jobs = await asyncio.gather(*(client.enqueue("echo", i) for i in range(30)))
+        assert script_calls(redis_server) == 2
+        keys = QueueKeys(key_prefix, "default")
+        headers = [redis_server.client().hget(keys.job(job.id), "headers") for job in jobs]
+        span_ids = {f"{span.context.span_id:016x}" for span in exporter.get_finished_spans()}
+        assert len(set(headers)) == 30
+        contexts = [json.loads(value)["traceparent"] for value in headers if value]
+        assert len(contexts) == 30 and all(c.split("-")[2] in span_ids for c in contexts)
+        async with running_worker(settings):
+            results = [await job.result(timeout=10) for job in jobs]
+    assert results == [{"args": [i], "kwargs": {}} for i in range(30)]

@@ -7,7 +7,9 @@
 -- ARGV[4] timeout ms ('' = worker default)  ARGV[5] delay ms ('' = none)  ARGV[6] at, epoch ms ('' = none)
 -- ARGV[7] expires, ms after enqueue ('' = never)  ARGV[8] group ('' = none)
 -- ARGV[9] cost for the job's cost limits ('' = 1)  ARGV[10] headers JSON (trace context; '' =
--- none)  ARGV[11..] per job: id, function, payload, signature ('' = unsigned)
+-- none), or '*': each job has its own, as a fifth value below (calls of traced producers that
+-- were coalesced)  ARGV[11..] per job: id, function, payload, signature ('' = unsigned)
+-- [, headers ('' = none)]
 -- Returns a flat list: per job 1 (created) or 0 (existed), then its status.
 local now = now_ms()
 local due = now
@@ -18,8 +20,10 @@ elseif ARGV[6] ~= '' then
 end
 local result = {}
 local woken = false
-local extra = nil
-if ARGV[10] ~= '' then extra = {'headers', ARGV[10]} end
+local per_job = ARGV[10] == '*'
+local stride = per_job and 5 or 4
+local shared = nil
+if not per_job and ARGV[10] ~= '' then shared = {'headers', ARGV[10]} end
 -- the new jobs' numbers in the queue: read once, written once (a replay creates nothing, and
 -- leaves the counter as it was)
 local seq = nil
@@ -29,7 +33,9 @@ local function next_seq()
 end
 local ready = {}
 for i = 5, #KEYS do
-  local base = 11 + (i - 5) * 4
+  local base = 11 + (i - 5) * stride
+  local extra = shared
+  if per_job and ARGV[base + 4] ~= '' then extra = {'headers', ARGV[base + 4]} end
   local created, status = store_job(KEYS[1], KEYS[2], next_seq, KEYS[i], ARGV[base], ARGV[base + 1],
     ARGV[base + 2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], now, due, ARGV[base + 3], ARGV[8],
     ARGV[9], extra, nil, ready)
