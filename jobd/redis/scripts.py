@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -143,20 +143,40 @@ def library_for(text: str, library: str) -> str:
     return library[: starts[0]] + "".join(block for name, block in blocks.items() if name in needed)
 
 
-def _load_all() -> dict[str, Script]:
-    library = _read("_lib")
-    scripts = {}
-    for name in SCRIPT_NAMES:
-        text = _read(name)
-        source = (SHEBANG if name in ALLOW_OOM else "") + library_for(text, library) + "\n" + text
-        key_count, more_keys = declared_keys(text)
-        scripts[name] = Script(
-            name, source, hashlib.sha1(source.encode()).hexdigest(), key_count, more_keys
-        )
-    return scripts
+def _build(name: str, library: str) -> Script:
+    text = _read(name)
+    source = (SHEBANG if name in ALLOW_OOM else "") + library_for(text, library) + "\n" + text
+    key_count, more_keys = declared_keys(text)
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest(), key_count, more_keys)
 
 
-SCRIPTS: dict[str, Script] = _load_all()
+class _Scripts(Mapping[str, Script]):
+    """The scripts by name, each built (read, its library prepended, hashed) at its first use: a
+    process uses a few of them, and building all took about 9 ms of every start, producers'
+    included (bench.startup)."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, Script] = {}
+        self._library: str | None = None
+
+    def __getitem__(self, name: str) -> Script:
+        script = self._built.get(name)
+        if script is None:
+            if name not in SCRIPT_NAMES:
+                raise KeyError(name)
+            if self._library is None:
+                self._library = _read("_lib")
+            script = self._built[name] = _build(name, self._library)
+        return script
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SCRIPT_NAMES)
+
+    def __len__(self) -> int:
+        return len(SCRIPT_NAMES)
+
+
+SCRIPTS: Mapping[str, Script] = _Scripts()
 
 
 async def run_async(
