@@ -250,12 +250,16 @@ class Worker:
         self.block_watch.start()
         try:
             await self.call("subscribe", self.leases.check_channels, keep_trying=True)
-            # last before the loops start: the heartbeat loop renews one interval after this
-            await self.leases.heartbeat_once()
-            self._transition(State.RUNNING)
-            self.notifier.ready(self.status_line())
             async with asyncio.TaskGroup() as group:
+                # The first claim does not wait for the first heartbeat's round trips (reaping,
+                # the registry entry, the functions told to strict producers): a claim refreshes
+                # this worker's heartbeat itself, and the renewal sends the jobs claimed so far.
+                # Ready (READY=1, /readyz) once the heartbeat is done too.
                 fetcher = group.create_task(self.fetcher.run())
+                # last before the loops start: the heartbeat loop renews one interval after this
+                await self.leases.heartbeat_once()
+                self._transition(State.RUNNING)
+                self.notifier.ready(self.status_line())
                 helpers = [
                     group.create_task(self.leases.heartbeat_loop()),
                     group.create_task(self.leases.abort_listener()),
