@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from jobd.cli.parser import build_parser
+from jobd.cli.parser import build_parser, parser_for
 from jobd.errors import ConfigError
 
 EXIT_OK = 0
@@ -57,8 +57,19 @@ def _check(path: str) -> int:
 def _run(path: str, *, burst: bool) -> int:
     from jobd import daemon
     from jobd.config import loader as config
+    from jobd.ops.systemd import SUPERVISOR_ENV
 
     settings = config.load(path)
+    if SUPERVISOR_ENV in os.environ:  # a worker of `jobd --processes N`
+        from jobd.supervisor import child
+
+        parent = child.supervisor_pid(os.environ)
+        if parent is not None:
+            try:
+                settings = child.adopt(settings, parent)
+            except child.SupervisorGone as gone:
+                print(f"jobd: {gone}", file=sys.stderr)
+                return EXIT_FAILURE
     for warning in config.warnings_for(settings):
         print(f"warning: {warning}", file=sys.stderr)
     code = daemon.run(settings, burst=burst)
@@ -139,7 +150,7 @@ def _operate(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jobd` console script; returns the exit code."""
-    parser = build_parser()
+    parser = parser_for(sys.argv[1:] if argv is None else argv)
     arguments = parser.parse_args(argv)
     from jobd.ops.logs import setup_logging
 
@@ -158,6 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = _config_path(arguments, parser)
         if arguments.command == "check":
             return _check(path)
+        if arguments.processes > 1:
+            from jobd.supervisor.main import supervise
+
+            return supervise(
+                path, arguments.processes, burst=arguments.burst,
+                log_level=arguments.log_level, log_format=arguments.log_format,
+            )  # fmt: skip
         return _run(path, burst=arguments.burst)
     except ConfigError as error:
         print(f"jobd: {error}", file=sys.stderr)

@@ -8,11 +8,12 @@ when they run, so `jobd --help` and `jobd run` load nothing they do not use.
 from __future__ import annotations
 
 import argparse
+import os
 import textwrap
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from jobd import __version__
-from jobd.cli import job_commands
 from jobd.cli.options import config_option, json_option, operator, queue_option
 from jobd.config.settings import Settings
 
@@ -28,6 +29,7 @@ EPILOG = """\
 examples:
   jobd --config jobs.toml              run the worker until SIGTERM/SIGINT (drains first)
   jobd run --config jobs.toml --burst  run until the queues are empty, then exit
+  jobd --config jobs.toml --processes auto   one worker process per CPU, one supervisor
   jobd check --config jobs.toml        validate the file and import every function and hook
   jobd status                          jobs per queue and state, live workers (JOBD_CONFIG set)
   jobd enqueue send_email '["a@example.com"]' --kwargs '{"subject": "Hi"}' --wait 30s
@@ -73,6 +75,23 @@ def _run_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=argparse.SUPPRESS if suppress else False,
         help="process jobs until no job is queued, scheduled or running, then exit 0",
     )
+    parser.add_argument(
+        "--processes",
+        type=_processes,
+        metavar="N",
+        default=argparse.SUPPRESS if suppress else 1,
+        help="run N worker processes under a supervisor that restarts them, drains them all on "
+        "SIGTERM and serves one /healthz, /readyz and /metrics on http.listen; 'auto' is one per "
+        "CPU (default: 1, the worker alone; docs/processes.md)",
+    )
+
+
+def _processes(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or 'auto', not {text!r}")
+    return int(text)
 
 
 # -- handlers: arguments -> jobd.cli.* ---------------------------------------------------------
@@ -105,7 +124,8 @@ def _keygen(arguments: argparse.Namespace, settings: Settings | None) -> int:
 # -- the parser -------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, operators: bool = True) -> argparse.ArgumentParser:
+    """The whole parser, or with `operators=False` only `jobd`, `jobd run` and `jobd check`."""
     parser = Parser(
         prog="jobd",
         description=DESCRIPTION,
@@ -131,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Report every problem of the configuration at once (exit 78), or exit 0.",
     )
     _common(check, suppress=True)
+    if not operators:
+        return parser
+    from jobd.cli import job_commands  # here: a worker's `jobd run` does not build these parsers
+
     _status_parser(commands)
     job_commands.enqueue_parser(commands)
     job_commands.job_parsers(commands)
@@ -141,6 +165,44 @@ def build_parser() -> argparse.ArgumentParser:
     _keygen_parser(commands)
     _web_parser(commands)
     return parser
+
+
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for this command line: without the operator commands when it can only be
+    `jobd`, `jobd run` or `jobd check`, as at every start of a worker. Their twenty subparsers take
+    longer to build than the rest of the command line's work (each asks gettext for translations,
+    a few file lookups apiece): about 5 ms of a worker's start, more on a busy machine
+    (bench/startup.py). Help, any other command and any word the check below cannot place get the
+    whole parser, so the result and every message are the same as with it."""
+    light = build_parser(operators=False)
+    return light if _parsed_alike(light, argv) else build_parser()
+
+
+def _parsed_alike(light: argparse.ArgumentParser, argv: Sequence[str]) -> bool:
+    """True when each word of `argv` is an option, the value of an option that takes one, or the
+    command run or check: parsers that differ only in their other commands then read it alike."""
+    parsers = [light]
+    for action in light._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += action.choices.values()
+    takes_value = {
+        option
+        for parser in parsers
+        for action in parser._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    }
+    value_next = False
+    for word in argv:
+        if value_next:
+            value_next = False
+        elif word in ("-h", "--help", "--"):
+            return False
+        elif word.startswith("-"):
+            value_next = word in takes_value
+        elif word not in ("run", "check"):
+            return False
+    return True
 
 
 def _status_parser(commands: Any) -> None:

@@ -10,6 +10,13 @@ from collections.abc import Mapping
 
 logger = logging.getLogger("jobd.systemd")
 
+SUPERVISOR_ENV = "JOBD_SUPERVISOR"
+"""Set (to its pid) by `jobd --processes N` for its workers, whose NOTIFY_SOCKET is then the
+supervisor's own socket for that worker, not systemd's (jobd.supervisor)."""
+HTTP_PORT_FIELD = "X_JOBD_HTTP_PORT"
+"""The notification a supervised worker sends with its private probe port (systemd's convention
+for fields of one's own: an X_ prefix)."""
+
 
 class Notifier:
     """Sends READY=1, STATUS=…, WATCHDOG=1, STOPPING=1, EXTEND_TIMEOUT_USEC=… to systemd."""
@@ -23,6 +30,7 @@ class Notifier:
         if self.address and usec.isdigit() and int(usec) > 0:
             self.watchdog_interval = int(usec) / 1_000_000 / 2
         self._socket: socket.socket | None = None
+        self.supervised = bool(self.address) and SUPERVISOR_ENV in environ
 
     @property
     def enabled(self) -> bool:
@@ -44,6 +52,11 @@ class Notifier:
 
     def status(self, status: str) -> None:
         self.send(f"STATUS={status}")
+
+    def http_port(self, port: int) -> None:
+        """Tell a supervisor where this worker serves its probes; nothing is sent to systemd."""
+        if self.supervised:
+            self.send(f"{HTTP_PORT_FIELD}={port}")
 
     def stopping(self, drain_seconds: float) -> None:
         """Draining starts: tell systemd, and ask for the drain time on top of its stop timeout."""

@@ -28,6 +28,7 @@ WORKER_ONLY = (
     "jobd.ops",
     "jobd.cli",
     "jobd.daemon",
+    "jobd.supervisor",
     "jobd.config.loader",
     "jobd.web",
     "starlette",
@@ -134,6 +135,64 @@ def test_what_a_file_asks_for_is_loaded() -> None:
     assert [name for name in ON_DEMAND if name in modules] == list(ON_DEMAND)
 
 
+# -- what a starting worker loads (its startup time: bench/startup.py) --------------------------
+
+LAZY = (
+    "croniter",
+    "jobd.worker.tracing",
+    "cryptography.hazmat",
+    "jobd.redis.embedded",
+    "jobd.supervisor",
+    "jobd.client",
+    "jobd.cli.job_commands",
+    "tomli_w",
+    *WEB_ONLY,
+)
+"""Loaded only for what a configuration asks for ([[cron]], [tracing], encryption keys, the
+embedded Redis, `--processes`), by other commands, or never by a worker. Each costs a worker's
+every start; OpenTelemetry itself is left out because redis-py 8 imports its SDK wherever it is
+installed."""
+
+
+def worker_started(config: str) -> set[str]:
+    """Modules of a fresh interpreter once it parsed `jobd run`, loaded `config`, imported the
+    functions and built the worker, as the daemon does before its first claim."""
+    return loaded_after(
+        "import asyncio\nfrom jobd.cli.parser import parser_for\n"
+        "argv = ['run', '--config', 'jobs.toml']\nparser_for(argv).parse_args(argv)\n"
+        "from jobd import daemon\nfrom jobd.config import loader\n"
+        "from jobd.worker.lifecycle import Worker\n"
+        f"settings = loader.loads({config!r})\n"
+        "functions, hooks = daemon.prepare(settings)\n"
+        "async def build() -> None:\n    Worker(settings, functions)\n"
+        "asyncio.run(build())"
+    )
+
+
+def test_a_starting_worker_loads_only_what_its_configuration_asks_for() -> None:
+    modules = worker_started('[functions.send]\npath = "json:dumps"\n')
+    assert {"jobd.worker.lifecycle", "prometheus_client", "redis"} <= modules
+    assert among(modules, LAZY) == []
+
+
+def test_a_starting_worker_loads_tracing_and_cron_when_configured() -> None:
+    """The other side of the check above, so that it can fail."""
+    modules = worker_started(
+        '[functions.send]\npath = "json:dumps"\n[tracing]\nenabled = true\n'
+        '[[cron]]\nname = "nightly"\nfunction = "send"\nschedule = "0 3 * * *"\n'
+    )
+    assert [name for name in LAZY if among(modules, (name,))] == ["croniter", "jobd.worker.tracing"]
+
+
+def test_the_command_line_loads_no_worker_before_it_knows_the_command() -> None:
+    """`jobd --help`, `jobd status` and the parsing of `jobd run` load the parser alone: no
+    Redis client, no metrics, no event loop policy, no worker."""
+    modules = loaded_after("from jobd.cli.entry import build_parser\nbuild_parser()")
+    assert "jobd.cli.job_commands" in modules  # the whole parser: `jobd run` builds less (above)
+    heavy = ("redis", "prometheus_client", "uvloop", "opentelemetry", "croniter", "jobd.worker")
+    assert among(modules, (*heavy, "jobd.daemon", "jobd.ops", "jobd.redis")) == []
+
+
 # -- the direction of imports -----------------------------------------------------------------
 
 SHARED = (
@@ -161,6 +220,7 @@ ALLOWED: Mapping[str, tuple[str, ...]] = {
         "jobd.config",
         "jobd.daemon",
         "jobd.web",
+        "jobd.supervisor",
     ),
     "jobd.web": (
         *SHARED,
@@ -172,6 +232,8 @@ ALLOWED: Mapping[str, tuple[str, ...]] = {
         "jobd.worker.cron",
     ),
     "jobd.daemon": (*SHARED, "jobd.worker", "jobd.ops", "jobd.redis", "jobd.config"),
+    # `jobd --processes N`: starts `jobd run` processes; never imports the worker itself
+    "jobd.supervisor": (*SHARED, "jobd.supervisor", "jobd.ops", "jobd.config"),
     "jobd.sync_client": ("jobd.client",),
     "jobd.__main__": ("jobd.cli",),
 }

@@ -1,0 +1,221 @@
+"""The group's /healthz, /readyz and /metrics on `http.listen`, answered from the process table and
+the workers' own endpoints (each on a private port of 127.0.0.1), asked in parallel at each request.
+
+- /healthz: 200 unless a worker restarts too often or is down for good, or a worker's own /healthz
+  fails (its event loop is blocked) or does not answer. A worker waiting for its restart is not a
+  failure by itself: the supervisor is handling it.
+- /readyz: 200 when every worker is ready (running, reaching Redis): the group takes jobs at the
+  capacity it was started with; a worker starting or restarting makes it 503, as a single worker
+  that starts is.
+- /metrics: the workers' metrics combined (jobd.supervisor.aggregate), with the supervisor's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from jobd.errors import ConfigError
+from jobd.supervisor.table import ProcessTable, Slot, SlotState
+
+if TYPE_CHECKING:
+    from jobd.supervisor.aggregate import Aggregator
+
+logger = logging.getLogger("jobd.http")
+
+WORKER_TIMEOUT_SECONDS = 2.0
+"""How long the supervisor waits for a worker's endpoint before counting it as not answering."""
+REQUEST_TIMEOUT_SECONDS = 10.0
+
+Reply = tuple[int, bytes] | None
+
+
+def ask(port: int, path: str) -> Reply:
+    """GET `path` from a worker's private probe server: (status, body), None when it did not answer."""
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}{path}", timeout=WORKER_TIMEOUT_SECONDS
+        ) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return int(error.code), bytes(error.read())
+    except (OSError, ValueError):
+        return None
+
+
+class GroupProbes:
+    """What the group's endpoints answer. The metrics machinery (prometheus-client) is loaded at
+    the first scrape: a worker that dies before it had nothing scraped to keep."""
+
+    def __init__(self, table: ProcessTable) -> None:
+        self.table = table
+        self._aggregator: Aggregator | None = None
+        self._aggregator_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="jobd-probe")
+
+    def _ask_all(self, slots: list[Slot], path: str) -> list[Reply]:
+        def one(slot: Slot) -> Reply:
+            return ask(slot.port, path) if slot.port is not None else None
+
+        return list(self._pool.map(one, slots))
+
+    def health(self) -> tuple[bool, str]:
+        problems = self.table.problems()
+        running = [slot for slot in self.table.live() if slot.state == SlotState.RUNNING]
+        for slot, reply in zip(running, self._ask_all(running, "/healthz"), strict=True):
+            if reply is None:
+                problems.append(f"{slot.name} does not answer /healthz")
+            elif reply[0] != HTTPStatus.OK:
+                problems.append(f"{slot.name}: {reply[1].decode(errors='replace').strip()}")
+        return not problems, "; ".join(problems)
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.table.stopping:
+            return False, "draining"
+        waiting = []
+        for slot in self.table.slots:
+            if slot.state == SlotState.RESTARTING:
+                waiting.append(f"{slot.name} restarting")
+            elif slot.state != SlotState.RUNNING:
+                waiting.append(f"{slot.name} {slot.state.value}")
+        running = [slot for slot in self.table.slots if slot.state == SlotState.RUNNING]
+        for slot, reply in zip(running, self._ask_all(running, "/readyz"), strict=True):
+            if reply is None:
+                waiting.append(f"{slot.name} does not answer /readyz")
+            elif reply[0] != HTTPStatus.OK:
+                waiting.append(f"{slot.name}: {reply[1].decode(errors='replace').strip()}")
+        return not waiting, "; ".join(waiting)
+
+    def retire(self, pid: int) -> None:
+        """Worker process `pid` ended: its counts stay in the sums (see Aggregator.retire)."""
+        with self._aggregator_lock:
+            if self._aggregator is not None:
+                self._aggregator.retire(pid)
+
+    def metrics(self) -> bytes:
+        from jobd.supervisor.aggregate import Aggregator
+        from jobd.supervisor.metrics import supervisor_families
+
+        with self._aggregator_lock:
+            if self._aggregator is None:
+                self._aggregator = Aggregator()
+            aggregator = self._aggregator
+        live = [slot for slot in self.table.live() if slot.pid is not None]
+        for slot, reply in zip(live, self._ask_all(live, "/metrics"), strict=True):
+            if reply is not None and reply[0] == HTTPStatus.OK and slot.pid is not None:
+                aggregator.update(slot.pid, reply[1].decode())
+        pids = [slot.pid for slot in live if slot.pid is not None]
+        return aggregator.render(pids, supervisor_families(self.table))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "jobd"
+    sys_version = ""
+    timeout = REQUEST_TIMEOUT_SECONDS
+
+    def do_GET(self) -> None:
+        probes = self.server.probes
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            healthy, why = probes.health()
+            status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
+            self._reply(status, b"ok\n" if healthy else f"{why}\n".encode())
+        elif path == "/readyz":
+            ready, why = probes.readiness()
+            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+            self._reply(status, b"ready\n" if ready else f"not ready: {why}\n".encode())
+        elif path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST  # as the workers serve it
+
+            self._reply(HTTPStatus.OK, probes.metrics(), CONTENT_TYPE_LATEST)
+        else:
+            self._reply(HTTPStatus.NOT_FOUND, b"not found: try /healthz, /readyz or /metrics\n")
+
+    def _not_allowed(self) -> None:
+        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET is served\n", allow=True)
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
+
+    def _reply(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        *,
+        allow: bool = False,
+    ) -> None:
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        if allow:
+            self.send_header("Allow", "GET")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], probes: GroupProbes) -> None:
+        self.probes = probes
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+
+class GroupServer:
+    """Serves the group's endpoints on `host:port` from a daemon thread until `close()`."""
+
+    def __init__(self, host: str, port: int, listen: str, probes: GroupProbes) -> None:
+        try:
+            self._server = _Server((host, port), probes)
+        except OSError as error:
+            raise ConfigError(
+                [f"http.listen: cannot listen on {listen}: {error.strerror or error}"]
+            ) from None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="jobd-http",
+            daemon=True,
+        )  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+        host = str(self._server.server_address[0])
+        shown = f"[{host}]" if ":" in host else host
+        logger.info(
+            "http: serving /healthz /readyz /metrics for the group on http://%s:%d",
+            shown,
+            self.port,
+        )
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
