@@ -398,7 +398,9 @@ class Store:
         """Heartbeat: extend this worker's lease; reports lost leases, aborts and released orphans.
         `client`: the heartbeat's own connection (default: the worker's)."""
         keys = self.keys(queue)
-        args: list[Argument] = [self.worker_id, self.lease_ms, self.gap_ms]
+        # no orphan is released while a claim is in flight: its reply may still bring them
+        claiming = "0" if queue in self._pending_nonce else "1"
+        args: list[Argument] = [self.worker_id, self.lease_ms, self.gap_ms, claiming]
         for job in jobs:
             args += [job.id, job.token]
         reply = await run_async(

@@ -14,6 +14,7 @@ import redis.asyncio
 from jobd.client import Client
 from jobd.model import ErrorInfo
 from jobd.redis.keys import QueueKeys
+from jobd.redis.scripts import run_async
 from jobd.worker.store import Finish, Store
 from tests.support.redis_server import RedisServer
 
@@ -282,6 +283,27 @@ async def test_renew_gives_back_jobs_claimed_but_never_received(
     info = await job.info()
     assert info is not None and info.status == "queued" and info.tries == 0
     assert admin.scard(keys.owned("w1")) == 0 and admin.zcard(keys.running) == 0
+
+
+async def test_renew_gives_back_nothing_while_a_claim_is_in_flight(
+    client: Client, redis_server: RedisServer, key_prefix: str, store_for: StoreFactory
+) -> None:
+    """A claim that ran in Redis but whose reply the worker has not taken in yet (a Redis pause
+    longer than a lease delays it) leaves its jobs with the worker: a renewal meanwhile releases
+    none of them, and the claim's replay hands them over. Found by the soak: the renewal put them
+    back, and this worker and another both ran them."""
+    job = await client.enqueue("echo", 1)
+    store = store_for("w1", lease_ms=300)
+    keys, args = store._claim_call("default", store._nonce("default"), 1)
+    await run_async(store.redis, "claim", keys, args)  # ran; the reply is still on its way
+    queue_keys = QueueKeys(key_prefix, "default")
+    admin = redis_server.client()
+    admin.hset(queue_keys.job(job.id), "started_at", server_ms(admin) - 1_000)
+    assert (await store.renew("default", [])).released == []
+    (claimed,) = (await store.claim("default", 1)).jobs  # the same nonce: the reply again
+    assert claimed.id == job.id and claimed.tries == 1
+    renewal = await store.renew("default", [claimed])
+    assert (renewal.lost, renewal.released) == ([], [])
 
 
 async def test_retry_and_requeue_are_fenced_and_replay_safe(

@@ -7,7 +7,10 @@
 -- Replay-safe: setting the heartbeat again and re-reading tokens changes nothing.
 -- KEYS[1] workers (ZSET)  KEYS[2] activity (HASH)  KEYS[3] job hash prefix (ids come from the worker)
 -- KEYS[4] owned:<worker> (SET)  KEYS[5] queued  KEYS[6] running  KEYS[7] wake
--- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] activity gap ms  ARGV[4..] pairs: job id, token
+-- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] activity gap ms  ARGV[4] '0' while a claim of
+-- this worker is in flight (sent, its reply not yet taken in): then nothing is released, since
+-- the jobs it took may be in a reply on its way after a Redis pause longer than a lease (found
+-- by the soak: both this worker and another ran them)  ARGV[5..] pairs: job id, token
 -- Returns {{id, token, id, token ... of runs whose lease is lost}, {ids with an abort request},
 -- {orphans released}}
 local now = now_ms()
@@ -16,7 +19,8 @@ touch_activity(KEYS[2], now, tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 local lost, aborts, released = {}, {}, {}
 local known = {}
-for i = 4, #ARGV, 2 do
+local may_release = ARGV[4] ~= '0'
+for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   known[id] = true
   local state = redis.call('HMGET', KEYS[3] .. id, 'status', 'token', 'abort')
@@ -33,7 +37,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     local state = redis.call('HMGET', job_key, 'status', 'started_at', 'slots')
     if state[1] ~= 'running' then
       redis.call('SREM', KEYS[4], id)
-    elseif tonumber(state[2] or 0) < now - lease then
+    elseif may_release and tonumber(state[2] or 0) < now - lease then
       redis.call('SREM', KEYS[4], id)
       redis.call('ZREM', KEYS[6], id)
       redis.call('HDEL', job_key, 'token')
