@@ -31,6 +31,12 @@ as a marker arrives, even if this process is frozen (SIGSTOP, a paused container
 then waits for the process to resume, or for its lease to end. One job is enough for an idle
 worker's latency; the fetch loop claims the rest at once."""
 
+REDIS_TIMEOUT_SLACK = 0.1
+"""Redis ends a blocking wait at its first server tick after the timeout (`hz` 10, its default:
+up to 100 ms late). A wait that must end at a due time (a scheduled job, a limit that frees)
+therefore blocks in Redis that much shorter, and the rest is slept on the event loop's clock: a
+limited queue then starts its jobs when the limit frees, not up to 100 ms after."""
+
 CLAIM_GRACE_SECONDS = 5.0
 """Longest wait on SIGTERM for a claim in flight (it normally takes a millisecond)."""
 
@@ -137,6 +143,11 @@ class Fetcher:
             free = self.settings.concurrency - len(self.running)
             if timeout <= 0 or free <= 0:
                 return
+            if timeout < IDLE_WAIT_SECONDS:  # a due time ends this wait
+                if timeout <= REDIS_TIMEOUT_SLACK:
+                    await asyncio.sleep(timeout)
+                    return
+                timeout -= REDIS_TIMEOUT_SLACK
             free = min(free, WAIT_CLAIM_LIMIT)
             self.waiting = True
             try:
