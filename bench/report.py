@@ -25,6 +25,7 @@ class Metric:
 METRICS = [
     Metric("W1 enqueue, one awaited call at a time", "W1", "jobs_per_s", "jobs/s", True),
     Metric("W1b bulk enqueue (batch API)", "W1b", "jobs_per_s", "jobs/s", True),
+    Metric("W1c concurrent producers, 200 enqueues in flight", "W1c", "jobs_per_s", "jobs/s", True),
     Metric("W2 drain, spawn → last job done", "W2", "jobs_per_s", "jobs/s", True),
     Metric("W2 startup, spawn → first job done", "W2", "startup_s", "s", False),
     Metric("W2 steady rate, 10 % → 90 % done", "W2", "steady_jobs_per_s", "jobs/s", True),
@@ -34,6 +35,13 @@ METRICS = [
     Metric("W3 latency max", "W3", "max_ms", "ms", False),
     Metric("W4 peak RSS of the worker (during W2)", "W2", "peak_rss_mib", "MiB", False),
     Metric("W5 10 ms jobs, first → last done", "W5", "after_first_jobs_per_s", "jobs/s", True),
+    Metric("W7 1 s jobs, first start → last done", "W7", "busy_jobs_per_s", "jobs/s", True),
+    Metric("W7 share of the ideal (concurrency / 1 s)", "W7", "of_ideal", "", True, False),
+    Metric("W7 spawn → last done", "W7", "jobs_per_s", "jobs/s", True),
+    Metric("W7 peak RSS of the worker", "W7", "peak_rss_mib", "MiB", False),
+    Metric("W7L starts per full second, limit 1000/s", "W7L", "start_rate_per_s", "", True, False),
+    Metric("W7L most starts in any 1 s (≤ 1,000)", "W7L", "most_starts_in_1s", "", False, False),
+    Metric("W7L peak RSS of the worker", "W7L", "peak_rss_mib", "MiB", False, False),
     Metric("W6 2 workers, spawn → last", "W6x2", "jobs_per_s", "jobs/s", True),
     Metric("W6 2 workers, steady", "W6x2", "steady_jobs_per_s", "jobs/s", True),
     Metric("W6 4 workers, spawn → last", "W6x4", "jobs_per_s", "jobs/s", True),
@@ -42,6 +50,9 @@ METRICS = [
     Metric("Redis round trips / job, enqueue (W1)", "W1", "round_trips_per_job", "", False, False),
     Metric("Redis commands / job, bulk (W1b)", "W1b", "cmds_per_job", "", False, False),
     Metric("Redis round trips / job, bulk (W1b)", "W1b", "round_trips_per_job", "", False, False),
+    Metric("Redis CPU µs / job, enqueue (W1)", "W1", "redis_cpu_us_per_job", "µs", False, False),
+    Metric("Redis CPU µs / job, concurrent W1c", "W1c", "redis_cpu_us_per_job", "µs", False, False),
+    Metric("Redis round trips / job, W1c", "W1c", "round_trips_per_job", "", False, False),
     Metric("Redis commands / job, worker (W2)", "W2", "cmds_per_job", "", False, False),
     Metric("Redis round trips / job, worker (W2)", "W2", "round_trips_per_job", "", False, False),
 ]
@@ -185,9 +196,10 @@ def markdown(document: dict[str, Any]) -> str:
         f"- redis-server {document['redis_server']} (no persistence); jobd commit "
         f"{document['machine']['jobd_commit']}",
         f"- Versions: {versions}",
-        f"- Settings: {s['jobs']:,} jobs (W1, W1b, W2, W6), W3 {s['latency_jobs']:,} jobs at "
+        f"- Settings: {s['jobs']:,} jobs (W1, W1b, W1c, W2, W6), W3 {s['latency_jobs']:,} jobs at "
         f"{s['rate']:.0f}/s, W5 {s['sleep_jobs']:,} jobs, concurrency {s['concurrency']}, "
-        f"bulk batches of {s['batch']:,}; {s['reps']} interleaved repetition(s), "
+        f"bulk batches of {s['batch']:,}; W7 {s.get('llm_jobs', 0):,} jobs of 1 s at "
+        f"concurrency {s.get('llm_concurrency', 0):,}; {s['reps']} interleaved repetition(s), "
         "median (min-max)",
         "",
         *main_table(summary, peers),
@@ -204,7 +216,7 @@ def markdown(document: dict[str, Any]) -> str:
     parts += ["Knobs changed from each library's defaults:", ""]
     parts += [f"- {peer}: {document['knobs'][peer]}" for peer in peers]
     parts += [f"- all: {document['knobs']['all']}"]
-    parts += ["", "Method: see the Benchmark section of README.md and bench/__main__.py.", ""]
+    parts += ["", "Method: see docs/benchmark.md and bench/__main__.py.", ""]
     return "\n".join(parts)
 
 

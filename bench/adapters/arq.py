@@ -29,8 +29,12 @@ async def stamp(ctx: dict[str, Any], i: int) -> None:
     await body.stamp(i)
 
 
+async def llm(ctx: dict[str, Any], i: int) -> None:
+    await body.llm(i)
+
+
 class WorkerSettings:
-    functions = [noop, sleep, stamp]
+    functions = [noop, sleep, stamp, llm]
     redis_settings = RedisSettings.from_dsn(os.environ.get("BENCH_REDIS_URL", "redis://localhost"))
     max_jobs = int(os.environ.get("BENCH_CONCURRENCY", "100"))
 

@@ -40,7 +40,9 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--function", choices=["noop", "sleep"], default="noop")
+    parser.add_argument(
+        "--function", choices=["noop", "sleep", "llm", "llm_limited"], default="noop"
+    )
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--logdir", type=Path, default=Path("."))

@@ -36,19 +36,31 @@ def stamp(i: int) -> None:
     body.stamp_sync(i)
 
 
-ACTORS = {"noop": noop, "sleep": sleep, "stamp": stamp}
+@dramatiq.actor(actor_name="llm")
+def llm(i: int) -> None:
+    body.llm_sync(i)
+
+
+ACTORS = {"noop": noop, "sleep": sleep, "stamp": stamp, "llm": llm}
 
 
 class DramatiqPeer(common.Peer):
     name = "dramatiq"
 
     async def open(self, redis_url: str) -> None:
-        pass
+        # W1c sends from 200 threads; redis-py's pool holds 100 connections by default and
+        # refuses the 101st (MaxConnectionsError): room for one per thread, as a web app sized
+        # for 200 threads would configure. The other steps use one thread, the workers their own.
+        pool = broker.client.connection_pool
+        pool.max_connections = max(pool.max_connections, 1000)
 
     async def close(self) -> None:
         pass
 
     async def enqueue(self, function: str, i: int) -> None:
+        ACTORS[function].send(i)
+
+    def enqueue_blocking(self, function: str, i: int) -> None:
         ACTORS[function].send(i)
 
     def worker_command(self, options: common.Options) -> list[str]:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PREPARE_CONCURRENCY = 64
 
@@ -50,12 +51,26 @@ class Peer(abc.ABC):
     async def enqueue(self, function: str, i: int) -> None:
         """Enqueue one job `function(i)` with the library's normal single-job call."""
 
+    def enqueue_blocking(self, function: str, i: int) -> None:
+        """The enqueue of a library whose enqueue is a synchronous call (W1c runs it in threads);
+        NotImplementedError for the async libraries."""
+        raise NotImplementedError
+
     async def enqueue_bulk(self, function: str, indices: Sequence[int]) -> None:
         raise NotSupported(self.bulk_reason or "no batch enqueue API")
 
     @abc.abstractmethod
     def worker_command(self, options: Options) -> list[str]:
         """argv of one worker process (the library's own CLI) with `options.concurrency`."""
+
+    def group_command(self, options: Options) -> list[str] | None:
+        """argv of one command that runs `options.workers` worker processes itself (the library's
+        own multi-process option, W6), or None: then `worker_command` is started that many times."""
+        return None
+
+    async def after_drain(self, options: Options) -> dict[str, Any]:
+        """Figures the library adds to a drain's result once the workers stopped (W7L)."""
+        return {}
 
     def bin(self, script: str) -> str:
         """A console script of this venv."""

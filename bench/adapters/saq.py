@@ -28,11 +28,15 @@ async def stamp(ctx: dict[str, Any], *, i: int) -> None:
     await body.stamp(i)
 
 
+async def llm(ctx: dict[str, Any], *, i: int) -> None:
+    await body.llm(i)
+
+
 def settings() -> dict[str, Any]:
     """Read by the `saq` CLI in the worker process."""
     return {
         "queue": Queue.from_url(os.environ["BENCH_REDIS_URL"]),
-        "functions": [noop, sleep, stamp],
+        "functions": [noop, sleep, stamp, llm],
         "concurrency": int(os.environ["BENCH_CONCURRENCY"]),
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis.asyncio
@@ -26,6 +27,9 @@ def make_workers(peer: Peer, options: Options) -> Workers:
         "BENCH_COUNTER_URL": options.counter_url,
         "BENCH_CONCURRENCY": str(options.concurrency),
     }
+    group = peer.group_command(options) if options.workers > 1 else None
+    if group is not None:  # one command, its own worker processes (jobd --processes N)
+        return Workers(group, 1, log_path, env)
     return Workers(peer.worker_command(options), options.workers, log_path, env)
 
 
@@ -71,6 +75,7 @@ async def enqueue_step(peer: Peer, options: Options) -> dict[str, Any]:
         for i in warmup:
             await peer.enqueue("noop", i)
     await client.config_resetstat()
+    cpu_before = await redis_cpu_seconds(client)
     started = time.perf_counter()
     if bulk:
         for start in range(0, n, options.batch):
@@ -80,10 +85,60 @@ async def enqueue_step(peer: Peer, options: Options) -> dict[str, Any]:
             await peer.enqueue("noop", i)
     seconds = time.perf_counter() - started
     info = await read_info(client)
+    cpu = await redis_cpu_seconds(client) - cpu_before
     await peer.close()
     await client.aclose()
     return {"jobs": n, "seconds": seconds, "jobs_per_s": n / seconds,
-            **command_metrics(info, n)}  # fmt: skip
+            "redis_cpu_us_per_job": cpu * 1e6 / n, **command_metrics(info, n)}  # fmt: skip
+
+
+async def redis_cpu_seconds(client: redis.asyncio.Redis) -> float:
+    """The library's redis-server's CPU time so far (user + system)."""
+    cpu: dict[str, Any] = await client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+async def concurrent_step(peer: Peer, options: Options) -> dict[str, Any]:
+    """W1c: `--concurrency` enqueues in flight at once from one process (a busy web app), N jobs
+    in all: each of that many coroutines enqueues the next job as soon as its last one returned.
+    A library whose enqueue is synchronous (Dramatiq) runs it in as many threads. Timed from the
+    first enqueue to the last return; no worker runs."""
+    client = bench_client(options.redis_url)
+    await peer.open(options.redis_url)
+    n = options.jobs
+    blocking = type(peer).enqueue_blocking is not Peer.enqueue_blocking
+    for i in range(-WARMUP_JOBS, 0):
+        await peer.enqueue("noop", i)
+    indices = iter(range(n))  # next() on a range iterator is atomic under the GIL
+
+    async def producer() -> None:
+        for i in indices:
+            await peer.enqueue("noop", i)
+
+    def blocking_producer() -> None:
+        for i in indices:
+            peer.enqueue_blocking("noop", i)
+
+    await client.config_resetstat()
+    cpu_before = await redis_cpu_seconds(client)
+    started = time.perf_counter()
+    if blocking:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(options.concurrency) as pool:
+            await asyncio.gather(
+                *(loop.run_in_executor(pool, blocking_producer) for _ in range(options.concurrency))
+            )
+    else:
+        await asyncio.gather(*(producer() for _ in range(options.concurrency)))
+    seconds = time.perf_counter() - started
+    info = await read_info(client)
+    cpu = await redis_cpu_seconds(client) - cpu_before
+    queued = await client.dbsize()
+    await peer.close()
+    await client.aclose()
+    return {"jobs": n, "producers": options.concurrency, "seconds": seconds,
+            "jobs_per_s": n / seconds, "redis_cpu_us_per_job": cpu * 1e6 / n,
+            "threads": blocking, "keys_after": queued, **command_metrics(info, n)}  # fmt: skip
 
 
 def progress_metrics(series: list[tuple[float, int]], n: int) -> dict[str, float]:
@@ -143,13 +198,30 @@ async def drain_step(peer: Peer, options: Options) -> dict[str, Any]:
     extra_runs = int(await counter.get(body.DONE_KEY) or 0) - n
     await client.aclose()
     await counter.aclose()
+    progress = progress_metrics(series, n)
     return {
         "jobs": n, "workers": options.workers, "concurrency": options.concurrency,
-        **progress_metrics(series, n),
+        **progress,
+        **(llm_metrics(progress, n, options) if options.function == "llm" else {}),
         "peak_rss_mib": workers.memory.peak_mib(), "processes": workers.memory.processes(),
         "extra_runs": extra_runs,
         **command_metrics(info, n),
+        **await peer.after_drain(options),
     }  # fmt: skip
+
+
+def llm_metrics(progress: dict[str, float], n: int, options: Options) -> dict[str, float]:
+    """W7: the first job started about one job's length before the first one ended, so the
+    busy time is first start → last done; ideal = concurrency jobs per job length."""
+    busy = progress["seconds"] - progress["startup_s"] + body.LLM_SECONDS
+    ideal = options.concurrency / body.LLM_SECONDS
+    return {
+        "busy_seconds": busy,
+        "busy_jobs_per_s": n / busy,
+        "ideal_jobs_per_s": ideal,
+        "of_ideal": n / busy / ideal,
+        "startup_to_first_start_s": progress["startup_s"] - body.LLM_SECONDS,
+    }
 
 
 async def wait_for_starts(counter: redis.asyncio.Redis, workers: Workers, count: int) -> str | None:
@@ -225,4 +297,4 @@ async def latency_step(peer: Peer, options: Options) -> dict[str, Any]:
 
 
 STEPS = {"enqueue": enqueue_step, "bulk": enqueue_step, "drain": drain_step,
-         "latency": latency_step}  # fmt: skip
+         "latency": latency_step, "concurrent": concurrent_step}  # fmt: skip

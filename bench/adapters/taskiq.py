@@ -37,7 +37,12 @@ async def stamp(i: int) -> None:
     await body.stamp(i)
 
 
-TASKS = {"noop": noop, "sleep": sleep, "stamp": stamp}
+@broker.task(task_name="llm")
+async def llm(i: int) -> None:
+    await body.llm(i)
+
+
+TASKS = {"noop": noop, "sleep": sleep, "stamp": stamp, "llm": llm}
 
 
 class TaskiqPeer(common.Peer):

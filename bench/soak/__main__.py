@@ -1,9 +1,10 @@
 """`python -m bench.soak`: hold a steady load on a jobd fleet for minutes, calm and with chaos
 (SIGKILL, Redis pauses, connection resets, SIGTERM), and report worker RSS slope, Redis memory and
-keys, losses and duplicates from the ledger, invariant violations and recovery times.
+keys, losses and duplicates from the ledger, invariant violations and recovery times. Part of the
+load (unless --no-features) uses limits, event streams and workflows, each with its own checks.
 
 Writes bench/results/soak-latest.{md,json}; worker logs go to bench/.logs/soak-<time>/<mode>/.
-Exits 1 if any run lost a job or broke an invariant, 0 otherwise.
+Exits 1 if any run lost a job, broke an invariant or failed a feature check, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from bench import machine
 from bench.soak import report
+from bench.soak.mix import Mix
 from bench.soak.run import Options, run
 from jobd.config.durations import parse_duration
 from tests.support.redis_server import find_redis_server
@@ -78,6 +80,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--lease-timeout", type=seconds, default=2.0, help="worker.lease_timeout")
     add("--drain-timeout", type=seconds, default=5.0, help="worker.drain_timeout")
+    add(
+        "--features",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the feature mix, part of --rate: jobs under a rate and a concurrency limit (half in "
+        "groups), jobs streaming events (some followed live), workflows (bench/soak/mix.py)",
+    )
+    add("--limit-rate", type=int, default=Mix.limit_rate, help="rate limit of `limited`, per s")
+    add(
+        "--limited-rate",
+        type=float,
+        default=Mix.limited_rate,
+        help="`limited` jobs enqueued per second (of --rate)",
+    )
     add("--seed", type=int, default=4711, help="seed of the random choice of workers to kill/stop")
     add(
         "--output",
@@ -87,6 +103,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.workers < 1 or args.concurrency < 1 or args.duration <= 0:
         parser.error("--rate, --duration, --workers and --concurrency must be positive")
+    args.mix = (
+        Mix(limit_rate=args.limit_rate, limited_rate=args.limited_rate) if args.features else None
+    )
+    if args.mix is not None and args.mix.jobs_per_second >= args.rate:
+        parser.error(f"--rate must be above the feature mix's {args.mix.jobs_per_second:g} jobs/s")
     if getattr(args, "keep_result", None) is None:
         args.keep_result = 60.0 if args.duration >= 240 else max(5.0, round(args.duration / 4))
     return args
@@ -113,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency, job_seconds=args.job_seconds,
             chaos_every=args.chaos_every, pause_seconds=args.pause_seconds,
             keep_result=args.keep_result, lease_timeout=args.lease_timeout,
-            drain_timeout=args.drain_timeout, seed=args.seed,
+            drain_timeout=args.drain_timeout, seed=args.seed, mix=args.mix,
         )  # fmt: skip
         runs.append(run(options, logs / mode))
     info = machine.describe()

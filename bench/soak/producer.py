@@ -58,9 +58,11 @@ def enqueue_until_acked(
     ids: Sequence[str],
     calls: Sequence[Call],
     stop: threading.Event | None = None,
+    group: str | None = None,
 ) -> bool:
     """One batch: send it, re-send with the same ids after an error, until acknowledged (True) or
-    the guard passes or `stop` is set while failing (False: the ids go to `acks.unsure`)."""
+    the guard passes or `stop` is set while failing (False: the ids go to `acks.unsure`); every
+    job of it in `group` if one is given."""
     deadline = time.monotonic() + GUARD
     while True:
         at = time.time()
@@ -77,6 +79,7 @@ def enqueue_until_acked(
                     timeout=None,
                     expires=None,
                     strict=False,
+                    group=group,
                 )
             )
         except Exception:  # noqa: BLE001 - any failure: the same ids go again

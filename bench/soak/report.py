@@ -26,7 +26,8 @@ HOW_MEASURED = (
 
 
 def failed(run: dict[str, Any]) -> bool:
-    return bool(run["losses"] or run["violations"] or run["producer_error"])
+    features_failed = "features" in run and not run["features"]["ok"]
+    return bool(run["losses"] or run["violations"] or run["producer_error"] or features_failed)
 
 
 def write(document: dict[str, Any], stem: str = "soak-latest") -> tuple[Path, Path]:
@@ -71,9 +72,12 @@ def render(document: dict[str, Any]) -> str:
     ]
     rows: list[tuple[str, Any]] = [
         ("load duration, s", lambda r: _n(r["load_seconds"])),
-        (f"rate achieved, jobs/s (target {o['rate']:g})", lambda r: _n(r["rate_achieved"])),
-        ("jobs acknowledged (steady + 1 s jobs before kills)",
-         lambda r: f"{r['acked']:,} ({r['acked_steady']:,} + {r['acked_long']:,})"),
+        (f"rate achieved, jobs/s (target {o['rate']:g}): all / steady `chaos` jobs",
+         lambda r: f"{_n(r.get('rate_achieved_all', r['rate_achieved']))} / {_n(r['rate_achieved'])}"),
+        ("jobs acknowledged (steady + feature mix + 1 s jobs before kills)",
+         lambda r: f"{r['acked']:,} ({r['acked_steady']:,} + {r['acked_long']:,})"
+         if "acked_features" not in r else
+         f"{r['acked']:,} ({r['acked_steady']:,} + {r['acked_features']:,} + {r['acked_long']:,})"),
         ("jobs completed (an `end` in the ledger)", lambda r: f"{r['completed']:,}"),
         ("**losses** (acknowledged, never completed)", lambda r: f"**{r['losses']}**"),
         ("duplicates: jobs (extra runs)",
@@ -95,7 +99,11 @@ def render(document: dict[str, Any]) -> str:
          lambda r: _arrow(r["redis"]["keys_start"], r["redis"]["keys_peak"],
                           r["redis"]["keys_end"], r["redis"]["keys_after_keep_result"], digits=0)
          + f" (≈ {r['redis']['keys_expected']:,})"),
+        ("Redis key count slope after the keep_result window, keys/min",
+         lambda r: _n(r["redis"].get("keys_slope_per_min"), 1)),
         ("drain after the load, s", lambda r: _n(r["drain_seconds"])),
+        ("**feature checks** (limits, event streams, workflows)",
+         lambda r: "off" if "features" not in r else "**pass**" if r["features"]["ok"] else "**FAIL**"),
     ]  # fmt: skip
     for label, cell in rows:
         lines.append(f"| {label} | " + " | ".join(cell(r) for r in runs) + " |")
@@ -122,6 +130,8 @@ def _details(run: dict[str, Any]) -> list[str]:
         lines += [f"SIGTERM → exit at the end (idle): median {_n(stop['median_s'], 2)} s, max "
                   f"{_n(stop['max_s'], 2)} s over {stop['count']} workers.", ""]  # fmt: skip
     lines += _rss(run["rss"])
+    if "features" in run:
+        lines += ["", *_features(run["features"])]
     dup = run["duplicates"]
     if dup["causes"]:
         lines += ["", "Re-runs by cause (a killed or drained worker's re-runs are allowed):", ""]
@@ -168,4 +178,40 @@ def _rss(rows: Sequence[dict[str, Any]]) -> list[str]:
             f"{r['peak_mib']} | {r['end_mib']} | {_n(r['slope_mib_per_min'], 3)} | "
             f"{r['fit_from_s']:g} ({r['slope_samples']}) |"
         )
+    return lines
+
+
+def _features(f: dict[str, Any]) -> list[str]:
+    mix, lim, ev, wf = f["mix"], f["limits"], f["events"], f["workflows"]
+    lines = [
+        f"Feature mix ({'pass' if f['ok'] else 'FAIL'}): per second {mix['limited_rate']:g} "
+        f"`limited` jobs ({mix['limited_seconds'] * 1000:g} ms, every other one in one of "
+        f'{mix["groups"]} groups) under `rate = "{mix["limit_rate"]}/s"` and `concurrency = '
+        f"{mix['limit_concurrency']}`; {mix['emitter_rate']:g} `emitter` jobs of {mix['tokens']} "
+        f"`token` events and 4 progress reports over {mix['emitter_seconds']:g} s, one in "
+        f"{mix['follow_every']} followed live with "
+        f"`job.events()`; {mix['flow_rate']:g} diamond flows (a; b, c after a; d after b and c).",
+        "",
+        "| check | figure |",
+        "|---|---|",
+        f"| concurrency: running set sampled every 50 ms, peak (limit {lim['limit_concurrency']}) "
+        f"| {lim['running_peak']} over {lim['running_samples']:,} samples |",
+        f"| rate: most starts in any 1 s, started_at stamps (limit {lim['limit_rate_per_s']}) | "
+        f"{lim['most_starts_in_1s']} ({lim['stamps']:,} stamps of {lim['jobs']:,} jobs; "
+        f"{_n(lim['start_rate_per_s'])} starts/s overall) |",
+        f"| limit slots and held jobs left after the drain | {lim['left_at_end']} |",
+        f"| event streams followed / ended succeeded / with problems | {ev['followed']:,} / "
+        f"{ev['ended_succeeded']:,} / {ev['with_problems']} ({ev['events_read']:,} events; "
+        f"{ev['retried_tries_seen']} retried tries seen; {ev['reconnects']} reader reconnects; "
+        f"{ev['dropped_notices']} with a `dropped` notice) |",
+        f"| workflows: flows / children / a child started before a parent ended | {wf['flows']:,} "
+        f"/ {wf['children']:,} / {len(wf['order_violations'])} |",
+        f"| flow sends retried / given up | {wf['flow_retries']} / {wf['flows_given_up']} |",
+    ]
+    problems = [*ev["problems"], *wf["order_violations"][:20]]
+    for error in (f["producer_error"], ev["follower_error"]):
+        if error:
+            problems.append(error)
+    if problems:
+        lines += ["", "```", *problems, "```"]
     return lines

@@ -16,10 +16,12 @@ from typing import Any
 
 from bench.soak import analysis
 from bench.soak.chaos import ChaosMonkey
+from bench.soak.features import LimitWatch, feature_report
 from bench.soak.ledger import LedgerTail
+from bench.soak.mix import FeatureProducer, Follower, Mix
 from bench.soak.producer import Acks, Producer
-from bench.soak.sampler import MIB, Sample, Sampler, memory_slope, rss_mib, rss_table
-from bench.soak.world import LEDGER_KEY, PREFIX, Settings, World
+from bench.soak.sampler import MIB, Sample, Sampler, key_slope, memory_slope, rss_mib, rss_table
+from bench.soak.world import LEDGER_KEY, PREFIX, QUEUE, Settings, World
 from tests.support.checker import Expect, read_ledger, snapshot
 
 DRAIN_GUARD = 180.0
@@ -46,12 +48,16 @@ class Options:
     lease_timeout: float
     drain_timeout: float
     seed: int
+    mix: Mix | None = None
+    """The feature mix (limits, event streams, workflows), part of `rate`; None: steady jobs only."""
 
 
 def run(options: Options, logs: Path) -> dict[str, Any]:
+    mix = options.mix
     settings = Settings(
         options.workers, options.concurrency, options.lease_timeout, options.drain_timeout,
-        options.keep_result,
+        options.keep_result, limit_rate=mix.limit_rate if mix else None,
+        limit_concurrency=mix.limit_concurrency if mix else 0,
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="jobd-soak-") as tmp:
         world = World(Path(tmp), logs, settings)
@@ -75,15 +81,24 @@ def _run(world: World, options: Options) -> dict[str, Any]:
     t0 = time.monotonic()
     sampler.t0 = t0
     sampler.start()
+    mix = options.mix
     producer = Producer(
         world.redis.url,
         PREFIX,
         LEDGER_KEY,
         acks,
-        rate=options.rate,
+        rate=options.rate - (mix.jobs_per_second if mix else 0.0),
         job_seconds=options.job_seconds,
     )
     producer.start()
+    follower = features = watch = None
+    if mix is not None:
+        follower = Follower(world.redis.url, PREFIX, mix.tokens)
+        follower.start()
+        features = FeatureProducer(world.redis.url, PREFIX, LEDGER_KEY, acks, mix, follower)
+        features.start()
+        watch = LimitWatch(world, PREFIX, QUEUE, lambda: list(features.sent.limited), tail.missing)
+        watch.start()
     monkey = None
     if options.mode == "chaos":
         monkey = ChaosMonkey(
@@ -96,6 +111,8 @@ def _run(world: World, options: Options) -> dict[str, Any]:
         time.sleep(min(PROGRESS_EVERY, left))
         _progress(options, sampler.samples[-1] if sampler.samples else baseline, world)
     producer.stop()
+    if features is not None:
+        features.stop()
     if monkey is not None:
         monkey.stop()
     world.heal()
@@ -103,6 +120,11 @@ def _run(world: World, options: Options) -> dict[str, Any]:
 
     drained_at = _wait_all_ended(world, tail, acks, options)
     drain_seconds = drained_at - t0 - load_seconds
+    if follower is not None:
+        follower.finish(DRAIN_GUARD)
+    limits_left = watch.limit_sizes() if watch is not None else {}
+    if watch is not None:
+        watch.stop()
     final_exits = world.stop_all()
     sampler.stop()
     end = sampler.sample()
@@ -135,6 +157,7 @@ def _run(world: World, options: Options) -> dict[str, Any]:
     rss = rss_table(sampler.series, since=half, warmup=min(RSS_WARMUP, half))
     slopes = [r["slope_mib_per_min"] for r in rss if isinstance(r["slope_mib_per_min"], float)]
     steady = [acked for acked in acks.ids if acked.startswith("s")]
+    mixed = [acked for acked in acks.ids if acked.startswith(("L", "e", "f"))]  # bench.soak.mix
     result: dict[str, Any] = {
         "mode": options.mode,
         "options": asdict(options),
@@ -142,8 +165,12 @@ def _run(world: World, options: Options) -> dict[str, Any]:
         "drain_seconds": round(drain_seconds, 1),
         "acked": len(acknowledged),
         "acked_steady": len(steady),
-        "acked_long": len(acknowledged) - len(steady),
+        "acked_features": len(mixed),
+        "acked_long": len(acknowledged) - len(steady) - len(mixed),
         "rate_achieved": round(len(steady) / producer.seconds, 1) if producer.seconds else None,
+        "rate_achieved_all": round((len(steady) + len(mixed)) / producer.seconds, 1)
+        if producer.seconds
+        else None,
         "unsure": len(acks.unsure),
         "producer_retries": acks.retries,
         "producer_error": repr(producer.error) if producer.error else None,
@@ -179,6 +206,11 @@ def _run(world: World, options: Options) -> dict[str, Any]:
         "ledger_read_errors": tail.errors,
         "timeline": [_row(s) for s in samples[:: max(1, len(samples) // 60)]],
     }
+    result["redis"]["keys_slope_per_min"] = _round(
+        key_slope(samples, max(half, options.keep_result + 5), load_seconds)
+    )
+    if mix is not None and features is not None and follower is not None and watch is not None:
+        result["features"] = feature_report(mix, features, follower, watch, limits_left, entries)
     return result
 
 

@@ -146,3 +146,13 @@ def memory_slope(samples: Sequence[Sample], since: float, until: float) -> float
         if s.used_memory is not None and since <= s.t <= until
     ]
     return slope(points) if len(points) >= 10 else None
+
+
+def key_slope(samples: Sequence[Sample], since: float, until: float) -> float | None:
+    """Slope of the jobs' Redis key count (keys/min) over the samples between `since` and `until`."""
+    points = [
+        (s.t / 60, float(s.dbsize))
+        for s in samples
+        if s.dbsize is not None and since <= s.t <= until
+    ]
+    return slope(points) if len(points) >= 10 else None

@@ -33,6 +33,10 @@ class Settings:
     lease_timeout: float = 2.0
     drain_timeout: float = 5.0
     keep_result: float = 60.0
+    limit_rate: int | None = None
+    """With the feature mix: `[limits.rate] rate = "<n>/s"` and `[limits.slots] concurrency` on
+    the function `limited`, and the function `emitter` (bench/soak/mix.py)."""
+    limit_concurrency: int = 8
 
 
 @dataclass
@@ -92,10 +96,28 @@ class World:
                 "keep_result": f"{s.keep_result}s",
                 "retry": {"base": "10ms", "max": "50ms", "jitter": False},
             },
-            functions={"chaos": {"path": "tests.jobs_for_tests:chaos"}},
+            functions={"chaos": {"path": "tests.jobs_for_tests:chaos"}, **self._features()},
+            limits=self._limits(),
         )  # fmt: skip
         for slot in range(s.workers):
             self.fleet.slots.append(self._spawn(slot))
+
+    def _features(self) -> dict[str, dict[str, object]]:
+        if self.settings.limit_rate is None:
+            return {}
+        return {
+            "limited": {"path": "tests.jobs_for_tests:chaos", "limits": ["rate", "slots"]},
+            "emitter": {"path": "bench.soak.jobs:emitter"},
+        }
+
+    def _limits(self) -> dict[str, dict[str, object]] | None:
+        s = self.settings
+        if s.limit_rate is None:
+            return None
+        return {
+            "rate": {"rate": f"{s.limit_rate}/s"},
+            "slots": {"concurrency": s.limit_concurrency},
+        }
 
     # -- clients ------------------------------------------------------------------------------
 
