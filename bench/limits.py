@@ -35,6 +35,7 @@ from typing import Any
 import redis as redis_py
 import redis.asyncio
 
+from bench.adapters.starts import most_in_a_second, per_full_second
 from bench.redis import RedisServer
 from jobd.client import Client, Job
 from jobd.redis.keys import QueueKeys
@@ -133,26 +134,6 @@ async def times(
 def rate(starts: Sequence[int]) -> float:
     span = (max(starts) - min(starts)) / 1000
     return (len(starts) - 1) / span if span > 0 else float("inf")
-
-
-def per_full_second(starts: Sequence[int]) -> float:
-    """Mean starts per one-second window, over the full seconds from the first start (the last,
-    partial second left out)."""
-    first = min(starts)
-    full = (max(starts) - first) // 1000
-    if full == 0:
-        return float(len(starts))
-    return sum(1 for moment in starts if moment < first + 1000 * full) / full
-
-
-def most_in_a_second(starts: Sequence[int]) -> int:
-    ordered = sorted(starts)
-    top, left = 0, 0
-    for right, moment in enumerate(ordered):
-        while moment - ordered[left] >= 1000:
-            left += 1
-        top = max(top, right - left + 1)
-    return top
 
 
 def commands(connection: redis_py.Redis) -> int:

@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
 import redis
 
+from bench.adapters.starts import most_in_a_second
 from bench.soak.mix import FeatureProducer, Follower, Mix, stream_summary
 from bench.soak.world import World
 from jobd.redis.keys import QueueKeys
@@ -101,16 +102,6 @@ class LimitWatch(threading.Thread):
             if value is not None:
                 self.stamps[job_id] = int(value)
         self._pending = [job_id for job_id in self._pending if job_id not in self.stamps]
-
-
-def most_in_a_second(stamps: Sequence[int]) -> int:
-    ordered = sorted(stamps)
-    top, left = 0, 0
-    for right, moment in enumerate(ordered):
-        while moment - ordered[left] >= 1000:
-            left += 1
-        top = max(top, right - left + 1)
-    return top
 
 
 def workflow_order(entries: list[Entry], parents: Mapping[str, list[str]]) -> list[str]:

@@ -8,13 +8,13 @@ import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST
+from typing import TYPE_CHECKING, Any
 
 from jobd.errors import ConfigError
 from jobd.ops.health import Health
-from jobd.ops.metrics import Metrics
+
+if TYPE_CHECKING:
+    from jobd.ops.metrics import Metrics
 
 logger = logging.getLogger("jobd.http")
 
@@ -22,41 +22,21 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 """How long a connection may take to send its request line and headers."""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class ProbeHandler(BaseHTTPRequestHandler):
+    """What every jobd probe endpoint shares (a worker's, and the supervisor's for its group):
+    GET only (any other method, made-up ones too, is 405, not the stdlib's 501), one reply per
+    connection, and request lines logged at debug level. Subclasses write do_GET."""
+
     server_version = "jobd"
     sys_version = ""
     timeout = REQUEST_TIMEOUT_SECONDS  # a client that sends nothing does not keep its thread
 
-    def do_GET(self) -> None:
-        health = self.server.health
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            if health.alive():
-                self._reply(HTTPStatus.OK, b"ok\n")
-            else:
-                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"event loop blocked\n")
-        elif path == "/readyz":
-            if health.ready and health.alive():
-                self._reply(HTTPStatus.OK, b"ready\n")
-            else:
-                reason = health.reason if health.alive() else "event loop blocked"
-                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {reason}\n".encode())
-        elif path == "/metrics":
-            self._reply(HTTPStatus.OK, self.server.metrics.render(), CONTENT_TYPE_LATEST)
-        else:
-            self._reply(HTTPStatus.NOT_FOUND, b"not found: try /healthz, /readyz or /metrics\n")
-
-    def do_HEAD(self) -> None:
-        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"", allow=True)
-
     def _not_allowed(self) -> None:
         self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET is served\n", allow=True)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def __getattr__(self, name: str) -> Any:
-        # Any other method (TRACE, PROPFIND, made-up ones) is 405 as well, not the stdlib's 501.
         if name.startswith("do_"):
             return self._not_allowed
         raise AttributeError(name)
@@ -78,10 +58,36 @@ class _Handler(BaseHTTPRequestHandler):
         if allow:
             self.send_header("Allow", "GET")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
+
+
+class _Handler(ProbeHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        health = self.server.health
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            if health.alive():
+                self._reply(HTTPStatus.OK, b"ok\n")
+            else:
+                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"event loop blocked\n")
+        elif path == "/readyz":
+            if health.ready and health.alive():
+                self._reply(HTTPStatus.OK, b"ready\n")
+            else:
+                reason = health.reason if health.alive() else "event loop blocked"
+                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {reason}\n".encode())
+        elif path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST
+
+            self._reply(HTTPStatus.OK, self.server.metrics.render(), CONTENT_TYPE_LATEST)
+        else:
+            self._reply(HTTPStatus.NOT_FOUND, b"not found: try /healthz, /readyz or /metrics\n")
 
 
 class _Server(ThreadingHTTPServer):

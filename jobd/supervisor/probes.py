@@ -19,10 +19,11 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from http.server import ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from jobd.errors import ConfigError
+from jobd.ops.probes import ProbeHandler
 from jobd.supervisor.table import ProcessTable, Slot, SlotState
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ logger = logging.getLogger("jobd.http")
 
 WORKER_TIMEOUT_SECONDS = 2.0
 """How long the supervisor waits for a worker's endpoint before counting it as not answering."""
-REQUEST_TIMEOUT_SECONDS = 10.0
 
 Reply = tuple[int, bytes] | None
 
@@ -119,11 +119,8 @@ class GroupProbes:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ProbeHandler):
     server: _Server
-    server_version = "jobd"
-    sys_version = ""
-    timeout = REQUEST_TIMEOUT_SECONDS
 
     def do_GET(self) -> None:
         probes = self.server.probes
@@ -142,38 +139,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.OK, probes.metrics(), CONTENT_TYPE_LATEST)
         else:
             self._reply(HTTPStatus.NOT_FOUND, b"not found: try /healthz, /readyz or /metrics\n")
-
-    def _not_allowed(self) -> None:
-        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET is served\n", allow=True)
-
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("do_"):
-            return self._not_allowed
-        raise AttributeError(name)
-
-    def _reply(
-        self,
-        status: HTTPStatus,
-        body: bytes,
-        content_type: str = "text/plain; charset=utf-8",
-        *,
-        allow: bool = False,
-    ) -> None:
-        self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        if allow:
-            self.send_header("Allow", "GET")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s " + format, self.address_string(), *args)
 
 
 class _Server(ThreadingHTTPServer):
