@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -90,28 +91,31 @@ class _Handler(ProbeHandler):
             self._reply(HTTPStatus.NOT_FOUND, b"not found: try /healthz, /readyz or /metrics\n")
 
 
-class _Server(ThreadingHTTPServer):
+class ProbeServer(ThreadingHTTPServer):
+    """A threading HTTP server for probe handlers, on IPv4 or IPv6, that never waits for its
+    request threads on close."""
+
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], health: Health, metrics: Metrics) -> None:
-        self.health = health
-        self.metrics = metrics
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+        super().__init__(address, handler)
 
 
-class HttpServer:
-    """Serves the endpoints on `host:port` from a daemon thread until `close()`."""
+class ServerThread:
+    """Serves the ProbeServer that `bind` makes from a daemon thread until `close()`; `what`
+    completes the log line ("", " for the group")."""
 
-    def __init__(self, host: str, port: int, listen: str, health: Health, metrics: Metrics) -> None:
+    def __init__(self, listen: str, bind: Callable[[], ProbeServer], what: str = "") -> None:
         try:
-            self._server = _Server((host, port), health, metrics)
+            self._server = bind()
         except OSError as error:
             raise ConfigError(
                 [f"http.listen: cannot listen on {listen}: {error.strerror or error}"]
             ) from None
+        self._what = what
         # shutdown() waits for the serving loop's next poll: 0.1 s keeps an idle worker's exit on
         # SIGTERM quick (the default 0.5 s was most of it, found by bench/soak)
         self._thread = threading.Thread(
@@ -127,8 +131,27 @@ class HttpServer:
         self._thread.start()
         host = str(self._server.server_address[0])
         shown = f"[{host}]" if ":" in host else host
-        logger.info("http: serving /healthz /readyz /metrics on http://%s:%d", shown, self.port)
+        logger.info(
+            "http: serving /healthz /readyz /metrics%s on http://%s:%d",
+            self._what,
+            shown,
+            self.port,
+        )
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _Server(ProbeServer):
+    def __init__(self, address: tuple[str, int], health: Health, metrics: Metrics) -> None:
+        self.health = health
+        self.metrics = metrics
+        super().__init__(address, _Handler)
+
+
+class HttpServer(ServerThread):
+    """Serves the endpoints on `host:port` from a daemon thread until `close()`."""
+
+    def __init__(self, host: str, port: int, listen: str, health: Health, metrics: Metrics) -> None:
+        super().__init__(listen, lambda: _Server((host, port), health, metrics))

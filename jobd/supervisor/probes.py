@@ -13,17 +13,14 @@ the workers' own endpoints (each on a private port of 127.0.0.1), asked in paral
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from jobd.errors import ConfigError
-from jobd.ops.probes import ProbeHandler
+from jobd.ops.probes import ProbeHandler, ProbeServer, ServerThread
 from jobd.supervisor.table import ProcessTable, Slot, SlotState
 
 if TYPE_CHECKING:
@@ -141,46 +138,14 @@ class _Handler(ProbeHandler):
             self._reply(HTTPStatus.NOT_FOUND, b"not found: try /healthz, /readyz or /metrics\n")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class _Server(ProbeServer):
     def __init__(self, address: tuple[str, int], probes: GroupProbes) -> None:
         self.probes = probes
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
 
-class GroupServer:
+class GroupServer(ServerThread):
     """Serves the group's endpoints on `host:port` from a daemon thread until `close()`."""
 
     def __init__(self, host: str, port: int, listen: str, probes: GroupProbes) -> None:
-        try:
-            self._server = _Server((host, port), probes)
-        except OSError as error:
-            raise ConfigError(
-                [f"http.listen: cannot listen on {listen}: {error.strerror or error}"]
-            ) from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="jobd-http",
-            daemon=True,
-        )  # fmt: skip
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-        host = str(self._server.server_address[0])
-        shown = f"[{host}]" if ":" in host else host
-        logger.info(
-            "http: serving /healthz /readyz /metrics for the group on http://%s:%d",
-            shown,
-            self.port,
-        )
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(listen, lambda: _Server((host, port), probes), " for the group")
