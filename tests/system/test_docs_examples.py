@@ -10,14 +10,13 @@ import ast
 import contextlib
 import inspect
 import io
-import tomllib
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from jobd.client import Client
 from tests.support.daemon import REPO_ROOT, Daemon
+from tests.support.examples import on_suite_redis
 from tests.system.conftest import MakeDaemon
 from tests.unit.test_docs_examples import BLOCKS, Block
 
@@ -27,12 +26,8 @@ RUNNABLE = [block for block in BLOCKS if block.runnable]
 @pytest.fixture
 def config(tmp_path: Path, redis_url: str, key_prefix: str) -> Path:
     """config/jobs.toml, the configuration the pages' examples use, on the suite's Redis."""
-    document = tomllib.loads((REPO_ROOT / "config" / "jobs.toml").read_text())
-    document["redis"] = {"url": redis_url, "key_prefix": key_prefix}
-    document["http"] = {"listen": "127.0.0.1:0"}
-    path = tmp_path / "jobs.toml"
-    path.write_text(tomli_w.dumps(document))
-    return path
+    source = REPO_ROOT / "config" / "jobs.toml"
+    return on_suite_redis(source, tmp_path, redis_url, key_prefix, http={"listen": "127.0.0.1:0"})
 
 
 @pytest.fixture

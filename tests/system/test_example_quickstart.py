@@ -6,20 +6,17 @@ these files as they are."""
 
 from __future__ import annotations
 
-import re
-import signal
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import tomli_w
 from httpx_sse import connect_sse
 
 from jobd.client import SyncClient
 from tests.support.daemon import REPO_ROOT, Daemon
+from tests.support.examples import on_suite_redis, uvicorn_app
 from tests.system.conftest import MakeDaemon
 
 EXAMPLE = REPO_ROOT / "examples" / "quickstart"
@@ -28,13 +25,9 @@ EXAMPLE = REPO_ROOT / "examples" / "quickstart"
 @pytest.fixture
 def config(tmp_path: Path, redis_url: str, key_prefix: str) -> Path:
     """The example's jobs.toml, on the suite's Redis and a free port."""
-    document = tomllib.loads((EXAMPLE / "jobs.toml").read_text())
-    assert document["redis"]["url"] == "embedded"  # what the README shows
-    document["redis"] = {"url": redis_url, "key_prefix": key_prefix}
-    document["http"] = {"listen": "127.0.0.1:0"}
-    path = tmp_path / "jobs.toml"
-    path.write_text(tomli_w.dumps(document))
-    return path
+    source = EXAMPLE / "jobs.toml"
+    assert tomllib.loads(source.read_text())["redis"]["url"] == "embedded"  # what the README shows
+    return on_suite_redis(source, tmp_path, redis_url, key_prefix, http={"listen": "127.0.0.1:0"})
 
 
 @pytest.fixture
@@ -44,15 +37,8 @@ def worker(make_daemon: MakeDaemon, config: Path) -> Daemon:
 
 @pytest.fixture
 def app_url(make_daemon: MakeDaemon, config: Path) -> Iterator[str]:
-    command = [sys.executable, "-m", "uvicorn", "examples.quickstart.app:app", "--port", "0"]
-    server = make_daemon(None, command=command, env={"JOBD_CONFIG": str(config)}).start()
-    server.wait_for_log("Uvicorn running on")
-    match = re.search(r"Uvicorn running on (http://[\d.]+:\d+)", server.log_text())
-    assert match, server.log_text()
-    yield match[1]
-    server.terminate()
-    assert server.wait_exit() in (0, -signal.SIGTERM), server.log_text()
-    assert "Application shutdown complete" in server.log_text()
+    with uvicorn_app(make_daemon, "examples.quickstart.app:app", config) as url:
+        yield url
 
 
 def test_the_readme_example_enqueues_and_streams_the_jobs_events(

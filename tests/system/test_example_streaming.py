@@ -5,22 +5,18 @@ browser's EventSource does."""
 
 from __future__ import annotations
 
-import re
-import signal
-import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import tomli_w
 from httpx_sse import ServerSentEvent, connect_sse
 
 from examples.streaming.jobs import tokens
 from jobd.client import SyncClient
 from jobd.events import event_id
 from tests.support.daemon import REPO_ROOT, Daemon
+from tests.support.examples import on_suite_redis, uvicorn_app
 from tests.system.conftest import MakeDaemon
 
 EXAMPLE = REPO_ROOT / "examples" / "streaming"
@@ -29,11 +25,7 @@ EXAMPLE = REPO_ROOT / "examples" / "streaming"
 @pytest.fixture
 def config(tmp_path: Path, redis_url: str, key_prefix: str) -> Path:
     """The example's jobs.toml, on the suite's Redis instead of an embedded one."""
-    document = tomllib.loads((EXAMPLE / "jobs.toml").read_text())
-    document["redis"] = {"url": redis_url, "key_prefix": key_prefix}
-    path = tmp_path / "jobs.toml"
-    path.write_text(tomli_w.dumps(document))
-    return path
+    return on_suite_redis(EXAMPLE / "jobs.toml", tmp_path, redis_url, key_prefix)
 
 
 @pytest.fixture
@@ -43,18 +35,8 @@ def worker(make_daemon: MakeDaemon, config: Path) -> Daemon:
 
 @pytest.fixture
 def app_url(make_daemon: MakeDaemon, config: Path) -> Iterator[str]:
-    """`uvicorn examples.streaming.app:app` on a free port, told the config by JOBD_CONFIG; it
-    must shut down cleanly (its lifespan closes the client) when the test is done."""
-    command = [sys.executable, "-m", "uvicorn", "examples.streaming.app:app", "--port", "0"]
-    server = make_daemon(None, command=command, env={"JOBD_CONFIG": str(config)}).start()
-    server.wait_for_log("Uvicorn running on")
-    match = re.search(r"Uvicorn running on (http://[\d.]+:\d+)", server.log_text())
-    assert match, server.log_text()
-    yield match[1]
-    server.terminate()
-    # uvicorn shuts down, then ends by the signal it caught (-15) or, in older versions, with 0
-    assert server.wait_exit() in (0, -signal.SIGTERM), server.log_text()
-    assert "Application shutdown complete" in server.log_text()
+    with uvicorn_app(make_daemon, "examples.streaming.app:app", config) as url:
+        yield url
 
 
 def read_stream(

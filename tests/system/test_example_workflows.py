@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from examples.workflows.pipeline import SOURCES, Pipeline, PipelineFailed, run, start
 from jobd.client import Client, Job, JobFailed, JobInfo, JobStatus
 from tests.support.daemon import REPO_ROOT, Daemon
+from tests.support.examples import on_suite_redis
 from tests.system.conftest import MakeDaemon
 
 EXAMPLE = REPO_ROOT / "examples" / "workflows"
@@ -41,11 +40,7 @@ POST_WITHOUT_BETA = """\
 @pytest.fixture
 def config(tmp_path: Path, redis_url: str, key_prefix: str) -> Path:
     """The example's jobs.toml, on the suite's Redis instead of an embedded one."""
-    document = tomllib.loads((EXAMPLE / "jobs.toml").read_text())
-    document["redis"] = {"url": redis_url, "key_prefix": key_prefix}
-    path = tmp_path / "jobs.toml"
-    path.write_text(tomli_w.dumps(document))
-    return path
+    return on_suite_redis(EXAMPLE / "jobs.toml", tmp_path, redis_url, key_prefix)
 
 
 @pytest.fixture
