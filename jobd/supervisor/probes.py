@@ -67,11 +67,7 @@ class GroupProbes:
     def health(self) -> tuple[bool, str]:
         problems = self.table.problems()
         running = [slot for slot in self.table.live() if slot.state == SlotState.RUNNING]
-        for slot, reply in zip(running, self._ask_all(running, "/healthz"), strict=True):
-            if reply is None:
-                problems.append(f"{slot.name} does not answer /healthz")
-            elif reply[0] != HTTPStatus.OK:
-                problems.append(f"{slot.name}: {reply[1].decode(errors='replace').strip()}")
+        problems += self._refusals(running, "/healthz")
         return not problems, "; ".join(problems)
 
     def readiness(self) -> tuple[bool, str]:
@@ -84,12 +80,18 @@ class GroupProbes:
             elif slot.state != SlotState.RUNNING:
                 waiting.append(f"{slot.name} {slot.state.value}")
         running = [slot for slot in self.table.slots if slot.state == SlotState.RUNNING]
-        for slot, reply in zip(running, self._ask_all(running, "/readyz"), strict=True):
-            if reply is None:
-                waiting.append(f"{slot.name} does not answer /readyz")
-            elif reply[0] != HTTPStatus.OK:
-                waiting.append(f"{slot.name}: {reply[1].decode(errors='replace').strip()}")
+        waiting += self._refusals(running, "/readyz")
         return not waiting, "; ".join(waiting)
+
+    def _refusals(self, slots: list[Slot], path: str) -> list[str]:
+        """Why each of `slots` whose worker does not answer `path` with 200 is not fine."""
+        found = []
+        for slot, reply in zip(slots, self._ask_all(slots, path), strict=True):
+            if reply is None:
+                found.append(f"{slot.name} does not answer {path}")
+            elif reply[0] != HTTPStatus.OK:
+                found.append(f"{slot.name}: {reply[1].decode(errors='replace').strip()}")
+        return found
 
     def retire(self, pid: int) -> None:
         """Worker process `pid` ended: its counts stay in the sums (see Aggregator.retire)."""
