@@ -144,7 +144,7 @@ class WorkerSettings:
 
     # queues consumed, in order of precedence
     queues: tuple[str, ...] = ("default",)
-    # jobs running at once in this process
+    # job functions running at once in this process (a job storing its outcome no longer counts)
     concurrency: int = 100
     # on SIGTERM, time given to running jobs before they are cancelled and re-queued, seconds
     drain_timeout: float = 30.0

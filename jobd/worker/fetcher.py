@@ -82,14 +82,14 @@ class Fetcher:
         concurrency = self.settings.concurrency
         queues = self.settings.queues
         while not self.stop_event.is_set():
-            if len(self.running) >= concurrency:
+            if self.running.busy >= concurrency:
                 self.running.slot_freed.clear()
                 await self.running.slot_freed.wait()
                 continue
             self.work.clear()
             full_batch = False
             for queue in queues:
-                free = concurrency - len(self.running)
+                free = concurrency - self.running.busy
                 if free <= 0 or self.stop_event.is_set():
                     break
                 claim = await self._claim(functools.partial(self.store.claim, queue, free))
@@ -140,7 +140,7 @@ class Fetcher:
         loop then claims on) or a scheduled job is due."""
         while not self.stop_event.is_set():
             timeout = self._wait_timeout()
-            free = self.settings.concurrency - len(self.running)
+            free = self.settings.concurrency - self.running.busy
             if timeout <= 0 or free <= 0:
                 return
             if timeout < IDLE_WAIT_SECONDS:  # a due time ends this wait

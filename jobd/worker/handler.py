@@ -93,6 +93,7 @@ class JobHandler:
         self.call = context.call
         self.store = context.store
         self.metrics = context.metrics
+        self.running = context.running
         self.runner = runner
         self.finisher = finisher
         self.functions = functions
@@ -134,7 +135,7 @@ class JobHandler:
                 await self._settle_events(job, entry.cancel_reason)
                 await self._cancelled(job, entry.cancel_reason, time.monotonic() - started)
             else:
-                entry.ended = True
+                self.running.end(entry)
                 if job.trace is not None and result.error is not None:
                     assert self.tracer is not None
                     self.tracer.error(job.trace, result.error)

@@ -106,7 +106,7 @@ class Worker:
         self.shutdown = shutdown or Shutdown()
         self.state = State.STARTING
         self.worker_id = new_worker_id()
-        self.running = RunningJobs()
+        self.running = RunningJobs(worker.concurrency)
         # async jobs that block the event loop past a third of the lease are named in the log
         self.block_watch = BlockWatch(min(1.0, worker.lease_timeout / 3), self.running.job_of)
         self.redis_health = RedisHealth(self.metrics, on_change=lambda _: self._refresh_ready())

@@ -35,15 +35,28 @@ Handle = Callable[[RunningJob, int], Coroutine[Any, Any, None]]
 class RunningJobs:
     """The runs of this worker, each an asyncio task that frees its slot when it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        """The worker's concurrency."""
         self.entries: dict[RunKey, RunningJob] = {}
         self.processed = 0
         """Runs that ended since the worker started."""
+        self.storing = 0
+        """Runs whose function has returned and whose outcome is being stored."""
         self.slot_freed = asyncio.Event()
-        """Set whenever a run ends: the fetcher waits on it when every slot is taken."""
+        """Set whenever a run's function returns or its run ends: the fetcher waits on it when
+        every slot is taken."""
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    @property
+    def busy(self) -> int:
+        """The slots taken, which the worker's concurrency bounds: a run holds its slot while its
+        function runs, not while its outcome is being stored, so that the next job's claim
+        overlaps this one's finish. At most as many runs as slots are storing at once without a
+        slot: the jobs a worker holds stay below twice its concurrency when Redis is slow."""
+        return len(self.entries) - min(self.storing, self.limit)
 
     def start(self, job: ClaimedJob, handle: Handle, claimed_at_ms: int) -> RunningJob:
         """Run `handle` for `job` in a task of its own."""
@@ -54,8 +67,18 @@ class RunningJobs:
         entry.task.add_done_callback(functools.partial(self._release, key))
         return entry
 
+    def end(self, entry: RunningJob) -> None:
+        """`entry`'s function has returned: it is never cancelled any more, and its slot is free
+        while its outcome is stored."""
+        if not entry.ended:
+            entry.ended = True
+            self.storing += 1
+            self.slot_freed.set()
+
     def _release(self, key: RunKey, _task: object = None) -> None:
-        self.entries.pop(key, None)
+        entry = self.entries.pop(key, None)
+        if entry is not None and entry.ended:
+            self.storing -= 1
         self.processed += 1
         self.slot_freed.set()
 

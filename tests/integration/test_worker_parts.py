@@ -62,7 +62,7 @@ async def parts_for(settings: Settings, worker_id: str = "host:1:parts") -> Asyn
         redis_health=health,
         store=store,
         metrics=metrics,
-        running=RunningJobs(),
+        running=RunningJobs(worker.concurrency),
         finished=asyncio.Event(),
     )
     functions, problems = build_registry(settings)
