@@ -33,7 +33,7 @@ Handle = Callable[[RunningJob, int], Coroutine[Any, Any, None]]
 
 
 class RunningJobs:
-    """The runs of this worker, each an asyncio task that frees its slot when it ends."""
+    """The runs of this worker, each an asyncio task that frees its slot when its function returns."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -55,7 +55,7 @@ class RunningJobs:
         """The slots taken, which the worker's concurrency bounds: a run holds its slot while its
         function runs, not while its outcome is being stored, so that the next job's claim
         overlaps this one's finish. At most as many runs as slots are storing at once without a
-        slot: the jobs a worker holds stay below twice its concurrency when Redis is slow."""
+        slot: a worker holds at most twice its concurrency in jobs when Redis is slow."""
         return len(self.entries) - min(self.storing, self.limit)
 
     def start(self, job: ClaimedJob, handle: Handle, claimed_at_ms: int) -> RunningJob:
