@@ -81,7 +81,10 @@ class Metrics:
             ["queue"], buckets=DURATION_BUCKETS, registry=registry,
         )  # fmt: skip
         self.jobs_running = Gauge(
-            "jobd_jobs_running", "Jobs running in this worker now.", registry=registry
+            "jobd_jobs_running",
+            "Jobs running in this worker now: its slots in use (a job storing its outcome has "
+            "given its slot back).",
+            registry=registry,
         )
         self.worker_slots = Gauge(
             "jobd_worker_slots", "Jobs this worker may run at once (worker.concurrency).",

@@ -111,7 +111,7 @@ class Worker:
         self.block_watch = BlockWatch(min(1.0, worker.lease_timeout / 3), self.running.job_of)
         self.redis_health = RedisHealth(self.metrics, on_change=lambda _: self._refresh_ready())
         # read at each scrape (from the HTTP thread: len() of a dict is atomic), not set per job
-        self.metrics.jobs_running.set_function(lambda: len(self.running))
+        self.metrics.jobs_running.set_function(lambda: self.running.busy)
         self.metrics.worker_slots.set(worker.concurrency)
         options = connection_options(settings.redis.socket_timeout, settings.redis.connect_timeout)
         self.redis = open_async(settings.redis.url, **options)
