@@ -51,14 +51,20 @@ def lua_headers() -> Iterator[tuple[str, str]]:
         yield path.name, "\n".join(header)
 
 
-def generate_lua() -> str:
+def text_sections(entries: Iterator[tuple[str, str]], missing: str) -> str:
+    """One heading (with its anchor) and one text block per (name, text); `missing` is logged,
+    with the name, for an empty text."""
     out: list[str] = []
-    for name, header in lua_headers():
-        if not header:
-            log.warning("Lua script %s has no header comment", name)
+    for name, text in entries:
+        if not text:
+            log.warning(missing, name)
         out.append(f"### `{name}` {{#{anchor(name)}}}\n")
-        out.append(f"```text\n{header}\n```\n")
+        out.append(f"```text\n{text}\n```\n")
     return "\n".join(out)
+
+
+def generate_lua() -> str:
+    return text_sections(lua_headers(), "Lua script %s has no header comment")
 
 
 # -- modules --------------------------------------------------------------------------------------
@@ -72,13 +78,7 @@ def module_entries() -> Iterator[tuple[str, str]]:
 
 
 def generate_modules() -> str:
-    out: list[str] = []
-    for folder, docstring in module_entries():
-        if not docstring:
-            log.warning("%s__init__.py has no docstring listing its modules", folder)
-        out.append(f"### `{folder}` {{#{anchor(folder)}}}\n")
-        out.append(f"```text\n{docstring}\n```\n")
-    return "\n".join(out)
+    return text_sections(module_entries(), "%s__init__.py has no docstring listing its modules")
 
 
 # -- benchmark ----------------------------------------------------------------------------------
